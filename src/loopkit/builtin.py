@@ -1,0 +1,33 @@
+"""loopkit's own components, registered through the same hooks as any third-party plugin.
+
+Targets are lazy ``"module:Class"`` strings: nothing heavy is imported until a recipe uses it.
+"""
+
+from loopkit.hookspecs import hookimpl
+
+
+@hookimpl
+def register_tasks(register):
+    register("reasoning-gym", "loopkit.tasks.reasoning_gym:ReasoningGymTask")
+
+
+@hookimpl
+def register_models(register):
+    register("tiny", "loopkit.models.tiny:TinyModel")
+    register("hf", "loopkit.models.hf:HFModel")
+
+
+@hookimpl
+def register_teachers(register):
+    register("reasoning-gym", "loopkit.teachers.reasoning_gym:ReasoningGymTeacher")
+
+
+@hookimpl
+def register_selectors(register):
+    register("random", "loopkit.selectors.random:RandomSelector")
+    register("loss", "loopkit.selectors.loss:LossSelector")
+
+
+@hookimpl
+def register_trainers(register):
+    register("trl-sft", "loopkit.trainers.trl_sft:TRLSFTTrainer")

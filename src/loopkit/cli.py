@@ -1,0 +1,175 @@
+"""The ``loopkit`` command: a thin Typer layer over the core.
+
+Core code raises ``LoopkitError``; only here is it turned into one ``Error: ...`` line and exit
+code 1. Anything else is a bug: a one-line hint, and the traceback with ``--debug``.
+Heavy libraries are imported inside the commands that need them, never at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from loopkit import __version__
+from loopkit.errors import LoopkitError
+
+err_console = Console(stderr=True)
+console = Console()
+
+
+def _debug_enabled(ctx: typer.Context | None) -> bool:
+    if os.environ.get("LOOPKIT_DEBUG", "") not in ("", "0"):
+        return True
+    root = ctx.find_root() if ctx else None
+    return bool(root and root.params.get("debug"))
+
+
+class LoopkitGroup(TyperGroup):
+    """Converts every error raised by a command into one line and an exit code."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LoopkitError as exc:
+            if _debug_enabled(ctx):
+                raise
+            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            err_console.print("Interrupted.")
+            ctx.exit(130)
+        except Exception as exc:
+            if _is_framework_signal(exc) or _debug_enabled(ctx):
+                raise
+            err_console.print(
+                f"[bold red]Error:[/] unexpected {type(exc).__name__}: {exc} "
+                "(this is a bug in loopkit or a plugin; rerun with --debug for the traceback)",
+                highlight=False, soft_wrap=True,
+            )
+            ctx.exit(1)
+
+
+def _is_framework_signal(exc: Exception) -> bool:
+    """Exit, Abort and usage errors of typer/click: control flow, handled by the framework."""
+    return type(exc).__module__.split(".")[0] in ("typer", "click")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"loopkit {__version__}")
+        raise typer.Exit()
+
+
+OverridesOption = typer.Option(None, "--set", help="Override a recipe value: key.path=value (repeatable).")
+
+
+def build_app() -> typer.Typer:
+    """A fresh app with every plugin's commands added (tests build one per test)."""
+    app = typer.Typer(
+        cls=LoopkitGroup, no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+        help="Closed-loop synthetic data generation for fine-tuning small language models.",
+    )
+
+    @app.callback()
+    def main(
+        debug: bool = typer.Option(False, "--debug", help="Show full tracebacks (or set LOOPKIT_DEBUG=1)."),
+        version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    ) -> None:
+        """Closed-loop synthetic data generation for fine-tuning small language models."""
+
+    @app.command()
+    def run(
+        recipe: Path = typer.Argument(..., help="The recipe YAML file."),
+        overrides: Optional[List[str]] = OverridesOption,
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Parent directory for the run directory (default: the recipe's output_dir)."),
+    ) -> None:
+        """Run the closed loop of a recipe; everything lands in a new run directory."""
+        from loopkit.recipe import load_recipe
+
+        resolved = load_recipe(recipe, overrides or [])
+        from loopkit.runner import run_with_display
+
+        run_with_display(resolved, output, console)
+
+    @app.command()
+    def validate(
+        recipe: Path = typer.Argument(..., help="The recipe YAML file."),
+        overrides: Optional[List[str]] = OverridesOption,
+    ) -> None:
+        """Check a recipe (names, params, data) without loading any model."""
+        from loopkit.loop import check_recipe
+        from loopkit.recipe import load_recipe
+
+        resolved = load_recipe(recipe, overrides or [])
+        data = check_recipe(resolved)
+        r = resolved.recipe
+        console.print(
+            f"[green]OK[/] {recipe}: task {r.task.name} ({len(data.pool)} seeds, {len(data.test)} test), "
+            f"student {r.student.name}, teacher {r.teacher.name}, selector {r.selector.name}, "
+            f"trainer {r.trainer.name}; {r.loop.mode}, {r.loop.rounds} rounds x {r.loop.per_round}",
+            highlight=False,
+        )
+
+    @app.command("list-plugins")
+    def list_plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
+        """Every task, model, teacher, selector and trainer, and where it comes from."""
+        from loopkit.plugins import registry
+
+        reg = registry()
+        rows = [
+            {"kind": e.kind, "name": e.name, "distribution": e.distribution, "version": e.version, "status": "ok"}
+            for e in reg.entries()
+        ] + [
+            {"kind": "plugin", "name": f.entry_point, "distribution": f.distribution, "version": f.version,
+             "status": f"failed: {f.error}"}
+            for f in reg.failures
+        ]
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        from rich.table import Table
+
+        table = Table("kind", "name", "distribution", "version", "status", title="loopkit plugins")
+        for row in rows:
+            status = "[green]ok[/]" if row["status"] == "ok" else f"[red]{row['status']}[/]"
+            table.add_row(row["kind"], row["name"], row["distribution"], row["version"], status)
+        console.print(table)
+
+    @app.command()
+    def env(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
+        """Versions of loopkit, its plugins and libraries, and the device (paste into bug reports)."""
+        from loopkit.environment import describe
+        from loopkit.plugins import registry
+
+        info = describe(registry())
+        if as_json:
+            typer.echo(json.dumps(info, indent=2))
+            return
+        for key, value in info.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k} {v}" for k, v in value.items())
+            elif isinstance(value, list):
+                value = ", ".join(value)
+            console.print(f"[bold]{key}[/]: {value}", highlight=False)
+
+    from loopkit.plugins import plugin_host
+
+    plugin_host().pm.hook.register_commands(app=app)
+    return app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app = build_app()
+    app(prog_name="loopkit")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

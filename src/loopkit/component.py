@@ -1,0 +1,22 @@
+"""What every component (task, model, teacher, selector, trainer) has in common."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Params(BaseModel):
+    """Base for a component's ``params:`` block; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Component:
+    """A class registered under a kebab-case name, configured by its nested ``Params`` model."""
+
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, params: Params | None = None) -> None:
+        self.params = params if params is not None else self.Params()

@@ -1,0 +1,29 @@
+"""The errors loopkit raises for user mistakes.
+
+Core code raises these; only the CLI turns them into a one-line ``Error: ...`` and exit code 1.
+Any other exception is a bug and shows its traceback under ``--debug`` / ``LOOPKIT_DEBUG=1``.
+"""
+
+
+class LoopkitError(Exception):
+    """A problem the user can fix; the message says how."""
+
+
+class RecipeError(LoopkitError):
+    """A recipe file that cannot be read, parsed or validated."""
+
+
+class UnknownComponentError(LoopkitError):
+    """A component name that no installed plugin registers."""
+
+
+class DuplicateComponentError(LoopkitError):
+    """Two plugins register the same component name."""
+
+
+class PluginLoadError(LoopkitError):
+    """A plugin that failed to import or to register its components."""
+
+
+class DataError(LoopkitError):
+    """A task whose data cannot be used (empty pool, no test items, bad files)."""

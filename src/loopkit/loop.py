@@ -1,0 +1,220 @@
+"""Algorithm 1 of Kessler et al. (2025): the closed loop, with no printing and no CLI.
+
+Round 0 evaluates the untrained student. Each later round: the student answers every seed
+question (predict), computes the signals the selector needs (score), the selector picks m seeds
+(select), the teacher writes one new sample per seed (generate), the trainer fine-tunes on all
+synthetic data so far (train), and the student is evaluated on the test split (evaluate).
+``mode: static`` spends the whole sample budget at once on uniformly random seeds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from loopkit.errors import DataError, RecipeError
+from loopkit.progress import NullProgress, Progress
+from loopkit.recipe import ResolvedRecipe
+from loopkit.records import Sample, normalize_question
+from loopkit.rundir import RunDir
+from loopkit.seeding import derive_seed
+from loopkit.signals import needs_answers, score_answers
+from loopkit.student import Student
+from loopkit.tasks.base import Task, TaskData
+from loopkit.teachers.base import Teacher
+
+
+@dataclass
+class RunResult:
+    run_dir: RunDir
+    rows: list[dict] = field(default_factory=list)  # one per round: accuracy, samples, calls, times
+
+    @property
+    def accuracies(self) -> list[float]:
+        return [row["accuracy"] for row in self.rows]
+
+
+def load_task_data(task: Task, resolved: ResolvedRecipe) -> TaskData:
+    """The task's data, checked against the recipe (non-empty splits, m within the pool)."""
+    recipe, source = resolved.recipe, resolved.source
+    data = task.load(recipe.seed)
+    if not data.pool:
+        raise DataError(f"{source}: task '{recipe.task.name}' gives an empty seed pool")
+    if not data.test:
+        raise DataError(f"{source}: task '{recipe.task.name}' gives no test items; the student cannot be evaluated")
+    if recipe.loop.mode == "active" and recipe.loop.per_round > len(data.pool):
+        raise RecipeError(
+            f"{source}: loop.per_round: {recipe.loop.per_round} is larger than the seed pool "
+            f"({len(data.pool)} questions); lower per_round or enlarge the pool"
+        )
+    return data
+
+
+def bind_teacher(teacher: Teacher, task: Task, resolved: ResolvedRecipe) -> None:
+    try:
+        teacher.bind(task)
+    except RecipeError as exc:
+        raise RecipeError(f"{resolved.source}: teacher.name: {exc}") from None
+
+
+def check_recipe(resolved: ResolvedRecipe) -> TaskData:
+    """Everything ``validate`` checks beyond the schema: the task's data and the teacher/task fit."""
+    task = resolved.build("task")
+    data = load_task_data(task, resolved)
+    bind_teacher(resolved.build("teacher"), task, resolved)
+    return data
+
+
+class Loop:
+    """One run of a resolved recipe into a run directory."""
+
+    def __init__(self, resolved: ResolvedRecipe, progress: Progress | None = None) -> None:
+        """Build every component and load the task's data; no model is loaded yet."""
+        self.resolved = resolved
+        self.recipe = resolved.recipe
+        self.progress = progress or NullProgress()
+        self.task: Task = resolved.build("task")
+        self.model_source = resolved.build("student")
+        self.teacher = resolved.build("teacher")
+        self.selector = resolved.build("selector")
+        self.trainer = resolved.build("trainer")
+        self.data = load_task_data(self.task, resolved)
+        bind_teacher(self.teacher, self.task, resolved)
+        self.test_questions = {normalize_question(s.question) for s in self.data.test}
+        self.synthetic: list[Sample] = []
+        self.teacher_calls = 0
+        self.rows: list[dict] = []
+        self.started = time.monotonic()
+
+    def run(self, run_dir: RunDir) -> RunResult:
+        self.run_dir = run_dir
+        model, self.tokenizer = self.model_source.load(self.recipe.seed)
+        self.student = self._student(model)
+        self._finish_round(0, {}, {})
+        if self.recipe.loop.mode == "static":
+            plan = [(1, self.recipe.sample_budget)]
+        else:
+            plan = [(t, self.recipe.loop.per_round) for t in range(1, self.recipe.loop.rounds + 1)]
+        for round, m in plan:
+            self._round(round, m)
+        return RunResult(self.run_dir, self.rows)
+
+    def _student(self, model: Any) -> Student:
+        return Student(model, self.tokenizer, self.recipe.loop.batch_size, self.recipe.loop.max_new_tokens)
+
+    def _round(self, round: int, m: int) -> None:
+        times: dict[str, float] = {}
+        out = self.run_dir.round_dir(round)
+        indices = self._select(round, m, times)
+        chosen = [self.data.pool[i] for i in indices]
+        self.run_dir.write_jsonl(out / "selected.jsonl", ({"index": i, "id": s.id, "question": s.question} for i, s in zip(indices, chosen)))
+
+        clock = time.monotonic()
+        with self.progress.stage(round, "generate", len(chosen)) as stage:
+            generations = []
+            for start in range(0, len(chosen), 64):  # in chunks, so the display moves
+                generations += self.teacher.generate(chosen[start : start + 64], round, derive_seed(self.recipe.seed, "generate", start))
+                stage.advance(min(64, len(chosen) - start))
+        new, dropped = [], []
+        for g in generations:
+            self.teacher_calls += g.calls
+            reason = g.dropped
+            if g.sample is not None and normalize_question(g.sample.question) in self.test_questions:
+                reason = "new question duplicates a test question"
+            if reason is None:
+                new.append(g.sample)
+            else:
+                dropped.append({"seed_id": g.seed.id, "reason": reason, "question": g.sample.question if g.sample else None})
+        times["generate"] = time.monotonic() - clock
+        self.run_dir.write_jsonl(out / "synthetic.jsonl", new)
+        self.run_dir.write_jsonl(out / "dropped.jsonl", dropped)
+        self.synthetic.extend(new)
+
+        clock = time.monotonic()
+        if self.recipe.loop.retrain == "base":
+            model, _ = self.model_source.load(self.recipe.seed)
+        else:
+            model = self.student.model
+        with self.progress.stage(round, "train") as stage:
+            model, train_metrics = self.trainer.train(
+                model, self.tokenizer,
+                [self.student.render(self.task.prompt(s.question)) for s in self.synthetic],
+                [s.answer for s in self.synthetic],
+                out / "train", derive_seed(self.recipe.seed, "train", round), stage,
+            )
+        self.student = self._student(model)
+        times["train"] = time.monotonic() - clock
+        self._finish_round(round, times, {"train": train_metrics, "dropped": len(dropped)})
+
+    def _select(self, round: int, m: int, times: dict[str, float]) -> list[int]:
+        rng = np.random.default_rng(derive_seed(self.recipe.seed, "select", round))
+        pool = self.data.pool
+        if self.recipe.loop.mode == "static":
+            return [int(i) for i in rng.choice(len(pool), size=m, replace=m > len(pool))]
+        needs = self.selector.needs
+        signals: dict[str, Any] = {}
+        if needs_answers(needs):
+            clock = time.monotonic()
+            with self.progress.stage(round, "predict", len(pool)) as stage:
+                answers = self.student.generate([self.task.prompt(s.question) for s in pool], stage.advance)
+            times["predict"] = time.monotonic() - clock
+            clock = time.monotonic()
+            with self.progress.stage(round, "score", len(pool)) as stage:
+                signals = score_answers(self.student, self.task, pool, answers, needs, stage.advance)
+            times["score"] = time.monotonic() - clock
+            self.run_dir.write_jsonl(self.run_dir.round_dir(round) / "pool_signals.jsonl", _signal_rows(pool, signals))
+        clock = time.monotonic()
+        indices = self.selector.select(signals, len(pool), m, rng)
+        times["select"] = time.monotonic() - clock
+        return indices
+
+    def _evaluate(self, round: int) -> tuple[float, list[dict]]:
+        test = self.data.test
+        with self.progress.stage(round, "evaluate", len(test)) as stage:
+            predictions = self.student.generate([self.task.prompt(s.question) for s in test], stage.advance)
+        rows = [
+            {"id": s.id, "question": s.question, "reference": s.final, "prediction": p, "correct": self.task.check(s, p)}
+            for s, p in zip(test, predictions)
+        ]
+        return sum(r["correct"] for r in rows) / len(rows), rows
+
+    def _finish_round(self, round: int, times: dict[str, float], extra: dict) -> None:
+        clock = time.monotonic()
+        accuracy, rows = self._evaluate(round)
+        times["evaluate"] = time.monotonic() - clock
+        out = self.run_dir.round_dir(round)
+        self.run_dir.write_jsonl(out / "eval.jsonl", rows)
+        row = {
+            "round": round,
+            "samples": len(self.synthetic),
+            "teacher_calls": self.teacher_calls,
+            "accuracy": accuracy,
+            "seconds": {k: _seconds(v) for k, v in times.items()},
+            "elapsed": _seconds(time.monotonic() - self.started),
+        }
+        self.run_dir.write_json(out / "metrics.json", {**row, **extra})
+        self.run_dir.mark_complete(round)
+        self.rows.append(row)
+        self.run_dir.write_json("summary.json", {"name": self.recipe.name, "mode": self.recipe.loop.mode, "rounds": self.rows})
+        self.progress.round_done(row)
+
+
+def _seconds(x: float) -> float:
+    return round(x, 3)
+
+
+def _signal_rows(pool: list[Sample], signals: dict[str, Any]):
+    for i, s in enumerate(pool):
+        row = {"index": i, "id": s.id}
+        for name, values in signals.items():
+            value = values[i]
+            row[name] = value.item() if hasattr(value, "item") else value
+        yield row
+
+
+def run(resolved: ResolvedRecipe, run_dir: RunDir, progress: Progress | None = None) -> RunResult:
+    """Run a validated recipe into ``run_dir``."""
+    return Loop(resolved, progress).run(run_dir)

@@ -1,0 +1,16 @@
+"""The model interface: a recipe name that resolves to (model, tokenizer)."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+from loopkit.component import Component
+
+
+class ModelSource(Component):
+    """Loads a causal LM and its tokenizer; called again to get a fresh copy of the base model."""
+
+    @abstractmethod
+    def load(self, seed: int) -> tuple[Any, Any]:
+        """Return ``(model, tokenizer)`` on the best available device, in eval mode."""

@@ -1,0 +1,36 @@
+"""Any causal LM that transformers can load: a hub id (online) or a local directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from loopkit.component import Params
+from loopkit.device import best_device, resolve_dtype
+from loopkit.errors import LoopkitError
+from loopkit.models.base import ModelSource
+
+
+class HFModel(ModelSource):
+    class Params(Params):
+        path: str = Field(description="hub id (e.g. HuggingFaceTB/SmolLM2-135M-Instruct) or local directory")
+        dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$")
+        revision: str | None = None
+
+    def load(self, seed: int):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        p = self.params
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(p.path, revision=p.revision)
+            model = AutoModelForCausalLM.from_pretrained(p.path, revision=p.revision, dtype=resolve_dtype(p.dtype))
+        except OSError as exc:
+            where = "a local directory" if Path(p.path).exists() else "not a local directory, and the hub could not serve it"
+            raise LoopkitError(
+                f"model '{p.path}' could not be loaded ({where}): {str(exc).splitlines()[0]}; "
+                "download it first (huggingface-cli download) or give a local path"
+            ) from None
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return model.to(best_device()).eval(), tokenizer

@@ -1,0 +1,39 @@
+"""How the loop reports progress without printing: the CLI plugs a rich display in here."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Protocol
+
+
+class Stage(Protocol):
+    def advance(self, n: int = 1) -> None: ...
+    def set_total(self, total: int) -> None: ...
+
+
+class Progress(Protocol):
+    def stage(self, round: int, name: str, total: int | None = None) -> "contextmanager[Stage]": ...
+    def round_done(self, row: dict) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+class _NullStage:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def set_total(self, total: int) -> None:
+        pass
+
+
+class NullProgress:
+    """Reports nothing (the default for library use and tests)."""
+
+    @contextmanager
+    def stage(self, round: int, name: str, total: int | None = None) -> Iterator[Stage]:
+        yield _NullStage()
+
+    def round_done(self, row: dict) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass

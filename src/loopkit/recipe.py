@@ -1,0 +1,205 @@
+"""YAML recipes: data (``yaml.safe_load``), validated by pydantic before any model is loaded.
+
+A recipe names one registered component per role, each with a free ``params:`` block that the
+component's own ``Params`` model validates. ``include:`` pulls in a base recipe (this file wins);
+``--set a.b=value`` overrides win over both.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from loopkit.component import Component
+from loopkit.errors import LoopkitError, RecipeError
+from loopkit.registry import Registry
+
+# recipe section -> component kind
+ROLES = {"task": "task", "student": "model", "teacher": "teacher", "selector": "selector", "trainer": "trainer"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSpec(_Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class LoopSpec(_Strict):
+    mode: Literal["active", "static"] = "active"
+    rounds: int = Field(3, ge=1, le=1000, description="loop rounds after the round-0 evaluation")
+    per_round: int = Field(100, ge=1, description="m: seeds picked (and samples generated) per round")
+    retrain: Literal["base", "continue"] = "base"
+    max_new_tokens: int = Field(32, ge=1, le=32768, description="student answer length when predicting and evaluating")
+    batch_size: int = Field(64, ge=1, description="student batch size when predicting and scoring")
+
+
+class Recipe(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = 0
+    task: ComponentSpec
+    student: ComponentSpec
+    teacher: ComponentSpec
+    selector: ComponentSpec = ComponentSpec(name="random")
+    trainer: ComponentSpec = ComponentSpec(name="trl-sft")
+    loop: LoopSpec = LoopSpec()
+    output_dir: str = "runs"
+
+    @property
+    def sample_budget(self) -> int:
+        return self.loop.rounds * self.loop.per_round
+
+
+@dataclass(frozen=True)
+class ResolvedRecipe:
+    """A validated recipe with each component's class and validated params."""
+
+    recipe: Recipe
+    source: str  # the file it came from, for messages
+    classes: dict[str, type[Component]]
+    params: dict[str, BaseModel]
+
+    def build(self, role: str) -> Any:
+        return self.classes[role](self.params[role])
+
+    def resolved_dict(self) -> dict:
+        """The recipe as run: includes and overrides applied, component defaults filled in."""
+        data = self.recipe.model_dump(mode="json")
+        for role in ROLES:
+            data[role]["params"] = self.params[role].model_dump(mode="json")
+        return data
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
+    if path in chain:
+        raise RecipeError(f"{chain[0]}: include cycle: {' -> '.join(str(p) for p in chain + (path,))}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: recipe file not found") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{path}: is a directory; pass a recipe .yaml file") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not UTF-8 text; save the recipe as UTF-8") from None
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read recipe ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        raise RecipeError(f"{path}: the recipe is empty")
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of sections (task, student, ...), not {type(data).__name__}")
+    include = data.pop("include", None)
+    if include is None:
+        return data
+    if not isinstance(include, str):
+        raise RecipeError(f"{path}: include: give one file name")
+    base = _read_yaml((path.parent / include).resolve(), chain + (path,))
+    return _merge(base, data)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_overrides(data: dict, overrides: list[str], source: str) -> dict:
+    """Apply ``a.b.c=value`` overrides; values are parsed as YAML scalars (``3``, ``true``, ``[a, b]``)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"--set {item!r}: write overrides as key.path=value, e.g. --set loop.rounds=2")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise RecipeError(f"--set {item!r}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _location(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def format_validation_error(source: str, prefix: str, exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(filter(None, [prefix, _location(first["loc"]) if first["loc"] else ""])) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown field; remove it or check its spelling"
+    elif first["type"] == "missing":
+        message = "required field is missing"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return f"{source}: {where}: {message}{more}"
+
+
+def parse_recipe(data: dict, source: str, registry: Registry) -> ResolvedRecipe:
+    """Validate the recipe structure, then every component's params with its own model."""
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(format_validation_error(source, "", exc)) from None
+    classes: dict[str, type] = {}
+    params: dict[str, BaseModel] = {}
+    for role, kind in ROLES.items():
+        spec: ComponentSpec = getattr(recipe, role)
+        try:
+            cls = registry.load(kind, spec.name)
+        except LoopkitError as exc:
+            raise RecipeError(f"{source}: {role}.name: {exc}") from None
+        try:
+            params[role] = cls.Params.model_validate(spec.params)
+        except ValidationError as exc:
+            raise RecipeError(format_validation_error(source, f"{role}.params", exc)) from None
+        classes[role] = cls
+    _check_cross_fields(recipe, classes, source)
+    return ResolvedRecipe(recipe, source, classes, params)
+
+
+def _check_cross_fields(recipe: Recipe, classes: dict[str, type], source: str) -> None:
+    needs = getattr(classes["selector"], "needs", frozenset())
+    if "gold_loss" in needs and not getattr(classes["task"], "has_reference_answers", True):
+        raise RecipeError(
+            f"{source}: selector.name: '{recipe.selector.name}' needs reference answers, "
+            f"which task '{recipe.task.name}' does not have; choose another selector"
+        )
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None) -> ResolvedRecipe:
+    """Read, merge, override and validate a recipe file. Loads no model."""
+    if registry is None:
+        from loopkit.plugins import registry as installed_registry
+
+        registry = installed_registry()
+    path = Path(path)
+    data = _read_yaml(path.resolve(), ())
+    data = apply_overrides(data, overrides or [], str(path))
+    return parse_recipe(data, str(path), registry)

@@ -1,0 +1,79 @@
+"""The run directory: every artifact written atomically (temp file + rename).
+
+A round counts only once its ``COMPLETE`` marker exists, so a crash mid-round never leaves a
+half-written round that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import BaseModel
+
+from loopkit.errors import LoopkitError
+
+COMPLETE = "COMPLETE"
+
+
+def _dump(row: Any) -> str:
+    return row.model_dump_json() if isinstance(row, BaseModel) else json.dumps(row, ensure_ascii=False, default=str)
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, parent: str | Path, name: str) -> "RunDir":
+        """A new ``<parent>/<name>-<YYYYmmdd-HHMMSS>`` directory (suffixed if that exists)."""
+        parent = Path(parent)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            for n in range(1000):
+                path = parent / (f"{name}-{stamp}" + (f"-{n}" if n else ""))
+                try:
+                    path.mkdir()
+                    return cls(path)
+                except FileExistsError:
+                    continue
+        except OSError as exc:
+            raise LoopkitError(f"cannot create a run directory in {parent}: {exc.strerror}; choose another --output") from None
+        raise LoopkitError(f"too many runs named {name} at {stamp} in {parent}")
+
+    def round_dir(self, round: int) -> Path:
+        path = self.path / f"round-{round:03d}"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def write_text(self, relative: str | Path, text: str) -> Path:
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    def write_json(self, relative: str | Path, data: Any) -> Path:
+        return self.write_text(relative, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+    def write_jsonl(self, relative: str | Path, rows: Iterable[Any]) -> Path:
+        return self.write_text(relative, "".join(_dump(row) + "\n" for row in rows))
+
+    def mark_complete(self, round: int) -> None:
+        self.write_text(Path(f"round-{round:03d}") / COMPLETE, time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+
+    def is_complete(self, round: int) -> bool:
+        return (self.path / f"round-{round:03d}" / COMPLETE).exists()

@@ -1,0 +1,98 @@
+"""``loopkit run`` around the core loop: the run directory's header files and a live display."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from loopkit.environment import describe
+from loopkit.loop import Loop, RunResult
+from loopkit.plugins import registry
+from loopkit.recipe import ResolvedRecipe
+from loopkit.rundir import RunDir
+
+
+class RichProgress:
+    """One progress bar per stage, and a line per finished round."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bars = Progress(
+            TextColumn("[bold]round {task.fields[round]}[/] {task.description:<9}"), BarColumn(),
+            MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+        )
+
+    @contextmanager
+    def stage(self, round: int, name: str, total: int | None = None) -> Iterator["_Bar"]:
+        task = self.bars.add_task(name, total=total, round=round)
+        try:
+            yield _Bar(self.bars, task)
+        finally:
+            self.bars.remove_task(task)
+
+    def round_done(self, row: dict) -> None:
+        times = ", ".join(f"{k} {v:.1f}s" for k, v in row["seconds"].items())
+        self.console.print(
+            f"round {row['round']}: accuracy [bold]{row['accuracy']:.1%}[/] with {row['samples']} synthetic samples ({times})",
+            highlight=False,
+        )
+
+    def note(self, message: str) -> None:
+        self.console.print(message, highlight=False)
+
+
+class _Bar:
+    def __init__(self, bars: Progress, task: int) -> None:
+        self.bars, self.task = bars, task
+
+    def advance(self, n: int = 1) -> None:
+        self.bars.advance(self.task, n)
+
+    def set_total(self, total: int) -> None:
+        self.bars.update(self.task, total=total)
+
+
+def quiet_libraries() -> None:
+    """Library chatter (tokenizer warnings, dataset maps) would bury the progress display."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("datasets").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="transformers")
+    warnings.filterwarnings("ignore", module="trl")
+    warnings.filterwarnings("ignore", module="torch")
+
+
+def start_run_dir(resolved: ResolvedRecipe, output: Path | None) -> RunDir:
+    run_dir = RunDir.create(output or resolved.recipe.output_dir, resolved.recipe.name)
+    run_dir.write_text("recipe.yaml", f"# resolved from {resolved.source}\n" + yaml.safe_dump(resolved.resolved_dict(), sort_keys=False))
+    run_dir.write_json("manifest.json", {"seed": resolved.recipe.seed, "recipe": resolved.source, **describe(registry())})
+    return run_dir
+
+
+def results_table(result: RunResult) -> Table:
+    table = Table("round", "synthetic samples", "teacher calls", "test accuracy", "round time", title=str(result.run_dir.path))
+    for row in result.rows:
+        table.add_row(str(row["round"]), str(row["samples"]), str(row["teacher_calls"]), f"{row['accuracy']:.1%}",
+                      f"{sum(row['seconds'].values()):.1f}s")
+    return table
+
+
+def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Console) -> RunResult:
+    quiet_libraries()
+    progress = RichProgress(console)
+    loop = Loop(resolved, progress)  # builds components and checks the data before anything is written
+    run_dir = start_run_dir(resolved, output)
+    console.print(f"run directory: {run_dir.path}", highlight=False)
+    with progress.bars:
+        result = loop.run(run_dir)
+    console.print(results_table(result))
+    return result

@@ -1,0 +1,12 @@
+"""Uniformly random seeds: the baseline every criterion must beat. Needs no signals."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from loopkit.selectors.base import Selector, Signals
+
+
+class RandomSelector(Selector):
+    def select(self, signals: Signals, pool_size: int, m: int, rng: np.random.Generator) -> list[int]:
+        return [int(i) for i in rng.choice(pool_size, size=m, replace=False)]

@@ -1,0 +1,52 @@
+"""The task interface: seed pool, held-out test split, prompts and answer checking."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+
+from loopkit.component import Component
+from loopkit.records import Sample
+
+FINAL_MARKER = "####"
+
+
+@dataclass(frozen=True)
+class TaskData:
+    pool: list[Sample]  # seed questions the selector chooses from
+    test: list[Sample]  # held-out questions the student is evaluated on
+
+
+class Task(Component):
+    """Owns the data and what counts as a correct answer."""
+
+    has_reference_answers: bool = True
+
+    @abstractmethod
+    def load(self, seed: int) -> TaskData:
+        """Build the seed pool and the test split (deterministic for a seed)."""
+
+    def prompt(self, question: str) -> str:
+        """The text the student sees for a question."""
+        return f"Question: {question}\nAnswer:"
+
+    def extract(self, completion: str) -> str | None:
+        """The final answer in a completion: after the last ``####`` if any, else its first line."""
+        if FINAL_MARKER in completion:
+            final = completion.rsplit(FINAL_MARKER, 1)[1].strip()
+            return final.splitlines()[0].strip() if final else None
+        for line in completion.splitlines():
+            if line.strip():
+                return line.strip()
+        return None
+
+    @abstractmethod
+    def check(self, sample: Sample, completion: str) -> bool:
+        """Whether a completion answers the sample's question correctly."""
+
+
+def format_answer(final: str, steps: str | None = None) -> str:
+    """The completion a student is trained on: worked steps (if any), then the final answer."""
+    if steps:
+        return f"{steps.strip()}\n{FINAL_MARKER} {final}"
+    return final

@@ -1,0 +1,130 @@
+"""Tasks from reasoning-gym's seeded procedural generators, checked by each generator's verifier."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import lru_cache
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from loopkit.component import Params
+from loopkit.errors import DataError
+from loopkit.records import Sample, normalize_question
+from loopkit.seeding import derive_seed
+from loopkit.tasks.base import Task, TaskData, format_answer
+
+SOURCE = "reasoning-gym"
+
+
+class GeneratorSpec(Params):
+    weight: float = Field(1.0, gt=0, description="share of the pool and test split")
+    config: dict[str, Any] = Field(default_factory=dict, description="the generator's own config fields")
+
+
+def _config_key(config: dict) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+@lru_cache(maxsize=256)
+def _dataset(name: str, config_key: str, size: int, seed: int):
+    import reasoning_gym
+
+    return reasoning_gym.create_dataset(name, size=size, seed=seed, **json.loads(config_key))
+
+
+def make_dataset(name: str, config: dict, size: int, seed: int):
+    return _dataset(name, _config_key(config), size, seed)
+
+
+def to_sample(entry: dict, generator: str, config: dict, **fields: Any) -> Sample:
+    """A reasoning-gym item as a Sample; the generator's metadata is kept for its verifier."""
+    final = entry["answer"]
+    metadata = json.loads(json.dumps(entry.get("metadata", {}), default=str))
+    steps = metadata.pop("answer_cot", None)
+    return Sample.create(
+        entry["question"],
+        format_answer(str(final), steps) if final is not None else None,
+        final=None if final is None else str(final),
+        meta={"generator": generator, "config": config, "rg": metadata},
+        **fields,
+    )
+
+
+def _allocate(total: int, weights: dict[str, float]) -> dict[str, int]:
+    """Split ``total`` items across generators by weight (largest remainder, deterministic)."""
+    norm = sum(weights.values())
+    exact = {name: total * w / norm for name, w in weights.items()}
+    counts = {name: int(x) for name, x in exact.items()}
+    for name in sorted(exact, key=lambda n: counts[n] - exact[n])[: total - sum(counts.values())]:
+        counts[name] += 1
+    return counts
+
+
+class ReasoningGymTask(Task):
+    """Any reasoning-gym generator, or a weighted mix; pool and test split come from disjoint seeds.
+
+    Pool questions that also occur in the test split are removed, so the test split stays unseen.
+    """
+
+    class Params(Params):
+        generators: dict[str, GeneratorSpec] = Field(
+            min_length=1, description="generator name -> {weight, config}; a list of names means equal weights"
+        )
+        pool_size: int = Field(500, ge=1, le=1_000_000, description="seed questions in the pool")
+        test_size: int = Field(200, ge=1, le=1_000_000, description="held-out test questions")
+
+        @field_validator("generators", mode="before")
+        @classmethod
+        def _names_to_specs(cls, value: Any) -> Any:
+            if isinstance(value, (list, tuple)):
+                return {name: {} for name in value}
+            return value
+
+        @model_validator(mode="after")
+        def _generators_exist(self) -> "ReasoningGymTask.Params":
+            from reasoning_gym.factory import DATASETS
+
+            for name, spec in self.generators.items():
+                if name not in DATASETS:
+                    close = difflib.get_close_matches(name, DATASETS, n=3)
+                    hint = f" Did you mean: {', '.join(close)}?" if close else " See reasoning_gym.factory.DATASETS."
+                    raise ValueError(f"unknown reasoning-gym generator '{name}'.{hint}")
+                try:
+                    make_dataset(name, spec.config, 1, 0)
+                except Exception as exc:
+                    raise ValueError(f"generator '{name}' rejects its config: {exc}") from None
+            return self
+
+    def load(self, seed: int) -> TaskData:
+        weights = {name: spec.weight for name, spec in self.params.generators.items()}
+        test = self._draw(_allocate(self.params.test_size, weights), seed, "test")
+        test_questions = {normalize_question(s.question) for s in test}
+        pool = [
+            s for s in self._draw(_allocate(self.params.pool_size, weights), seed, "pool")
+            if normalize_question(s.question) not in test_questions
+        ]
+        if not pool:
+            raise DataError("task reasoning-gym: the seed pool is empty after removing test questions; raise pool_size")
+        return TaskData(pool=pool, test=test)
+
+    def _draw(self, counts: dict[str, int], seed: int, split: str) -> list[Sample]:
+        samples = []
+        for name, count in counts.items():
+            if count == 0:
+                continue
+            config = self.params.generators[name].config
+            dataset = make_dataset(name, config, count, derive_seed(seed, split, name))
+            samples.extend(to_sample(dataset[i], name, config) for i in range(count))
+        return samples
+
+    def check(self, sample: Sample, completion: str) -> bool:
+        generator, config = sample.meta["generator"], sample.meta["config"]
+        entry = {"question": sample.question, "answer": sample.final, "metadata": sample.meta["rg"]}
+        prediction = self.extract(completion)
+        try:
+            score = make_dataset(generator, config, 1, 0).score_answer(prediction, entry)
+        except Exception:  # a verifier that chokes on a malformed prediction has not been answered
+            return False
+        return score >= 1.0 - 1e-9

@@ -1,0 +1,33 @@
+"""A procedural teacher: for each seed, a fresh item from the same generator and config.
+
+Free, exact and offline: the "similar question" is a new draw from the seed's generator, and its
+answer (with worked steps where the generator provides them) is correct by construction.
+"""
+
+from __future__ import annotations
+
+from loopkit.errors import RecipeError
+from loopkit.records import Sample, normalize_question
+from loopkit.seeding import derive_seed
+from loopkit.tasks.base import Task
+from loopkit.tasks.reasoning_gym import SOURCE, ReasoningGymTask, make_dataset, to_sample
+from loopkit.teachers.base import Generation, Teacher
+
+
+class ReasoningGymTeacher(Teacher):
+    def bind(self, task: Task) -> None:
+        if not isinstance(task, ReasoningGymTask):
+            raise RecipeError("teacher 'reasoning-gym' only serves task 'reasoning-gym'; choose an LLM teacher for other tasks")
+
+    def generate(self, seeds: list[Sample], round: int, seed: int) -> list[Generation]:
+        return [self._one(s, round, seed, i) for i, s in enumerate(seeds)]
+
+    def _one(self, seed_sample: Sample, round: int, seed: int, index: int) -> Generation:
+        generator, config = seed_sample.meta["generator"], seed_sample.meta["config"]
+        dataset = make_dataset(generator, config, 1, derive_seed(seed, "teacher", round, index, seed_sample.id))
+        sample = to_sample(dataset[0], generator, config, source=SOURCE, seed_id=seed_sample.id, round=round)
+        if sample.answer is None:
+            return Generation(seed_sample, None, f"generator '{generator}' gives no reference answer", calls=1)
+        if normalize_question(sample.question) == normalize_question(seed_sample.question):
+            return Generation(seed_sample, None, "new question repeats its seed", calls=1)
+        return Generation(seed_sample, sample, calls=1)

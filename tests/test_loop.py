@@ -1,0 +1,110 @@
+"""The closed loop end to end on a tiny model: real generation, real TRL training, real verifiers."""
+
+import json
+
+import pytest
+import yaml
+
+from loopkit.loop import Loop
+from loopkit.recipe import load_recipe
+from loopkit.records import read_samples
+from loopkit.rundir import RunDir
+from loopkit.testing import registered
+from loopkit.trainers.trl_sft import TRLSFTTrainer
+
+
+def run_recipe(path, tmp_path, overrides=()):
+    resolved = load_recipe(path, list(overrides))
+    run_dir = RunDir.create(tmp_path / "runs", resolved.recipe.name)
+    return Loop(resolved).run(run_dir), resolved
+
+
+def test_two_active_rounds_leave_every_artifact(write_recipe, tmp_path):
+    from typer.testing import CliRunner
+
+    from loopkit.cli import build_app
+
+    result = CliRunner().invoke(build_app(), ["run", str(write_recipe()), "--output", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("tiny-test-")
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
+    assert [r["samples"] for r in summary["rounds"]] == [0, 6, 12]
+    assert [r["teacher_calls"] for r in summary["rounds"]] == [0, 6, 12]
+    for r in summary["rounds"]:
+        assert 0.0 <= r["accuracy"] <= 1.0
+    assert set(summary["rounds"][1]["seconds"]) == {"predict", "score", "select", "generate", "train", "evaluate"}
+
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    assert recipe["trainer"]["params"]["epochs"] == 1 and recipe["trainer"]["params"]["bf16"] == "auto"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["seed"] == 3 and "torch" in manifest["libraries"] and "loopkit==0.1.0" in manifest["plugins"]
+
+    assert (run / "round-000" / "COMPLETE").exists() and len((run / "round-000" / "eval.jsonl").read_text().splitlines()) == 12
+    for t in (1, 2):
+        rd = run / f"round-{t:03d}"
+        assert (rd / "COMPLETE").exists()
+        selected = [json.loads(line) for line in (rd / "selected.jsonl").read_text().splitlines()]
+        signals = [json.loads(line) for line in (rd / "pool_signals.jsonl").read_text().splitlines()]
+        assert len(selected) == 6 and len(signals) == 24
+        # loss selection: every picked seed has an own loss at least as high as every other seed
+        picked = {s["index"] for s in selected}
+        lowest_picked = min(signals[i]["own_loss"] for i in picked)
+        assert all(s["own_loss"] <= lowest_picked for s in signals if s["index"] not in picked)
+        synthetic = read_samples(rd / "synthetic.jsonl")
+        assert len(synthetic) + len((rd / "dropped.jsonl").read_text().splitlines()) == 6
+        assert all(s.source == "reasoning-gym" and s.round == t and s.seed_id for s in synthetic)
+        assert {s.seed_id for s in synthetic} <= {s["id"] for s in selected}
+        assert (rd / "train" / "model" / "config.json").exists()
+        metrics = json.loads((rd / "metrics.json").read_text())
+        assert metrics["train"]["examples"] == 6 * t and metrics["train"]["steps"] >= 1
+    assert "test accuracy" in result.output
+
+
+def test_synthetic_questions_never_repeat_test_questions(write_recipe, tmp_path):
+    result, resolved = run_recipe(write_recipe(), tmp_path, ["loop.rounds=1"])
+    test = {json.loads(line)["question"] for line in (result.run_dir.path / "round-000" / "eval.jsonl").read_text().splitlines()}
+    synthetic = read_samples(result.run_dir.path / "round-001" / "synthetic.jsonl")
+    assert synthetic and not {s.question for s in synthetic} & test
+
+
+def test_static_mode_spends_the_same_budget_at_once(write_recipe, tmp_path):
+    result, _ = run_recipe(write_recipe(), tmp_path, ["loop.mode=static", "selector.name=random"])
+    assert [r["round"] for r in result.rows] == [0, 1]
+    assert result.rows[-1]["teacher_calls"] == 12  # rounds x per_round
+    assert "predict" not in result.rows[-1]["seconds"]  # static draws seeds uniformly: no scoring
+
+
+def test_same_seed_same_run(write_recipe, tmp_path):
+    first, _ = run_recipe(write_recipe(), tmp_path / "a", ["loop.rounds=1"])
+    second, _ = run_recipe(write_recipe(), tmp_path / "b", ["loop.rounds=1"])
+    for name in ("round-001/selected.jsonl", "round-001/synthetic.jsonl", "round-001/eval.jsonl"):
+        assert (first.run_dir.path / name).read_text() == (second.run_dir.path / name).read_text()
+    assert first.accuracies == second.accuracies
+
+
+def test_continue_training_keeps_the_previous_weights(write_recipe, tmp_path):
+    result, _ = run_recipe(write_recipe(), tmp_path, ["loop.retrain=continue", "selector.name=random"])
+    metrics = json.loads((result.run_dir.path / "round-002" / "metrics.json").read_text())
+    assert metrics["train"]["examples"] == 12
+
+
+class FailingSecondRound(TRLSFTTrainer):
+    def train(self, model, tokenizer, prompts, completions, output_dir, seed, stage):
+        if len(prompts) > 6:
+            raise RuntimeError("disk on fire")
+        return super().train(model, tokenizer, prompts, completions, output_dir, seed, stage)
+
+
+def test_a_failed_round_keeps_the_finished_rounds(write_recipe, tmp_path):
+    with registered("trainer", "fails-in-round-2", FailingSecondRound):
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            run_recipe(write_recipe(), tmp_path, ["trainer.name=fails-in-round-2"])
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (run / "round-000" / "COMPLETE").exists() and (run / "round-001" / "COMPLETE").exists()
+    assert not (run / "round-002" / "COMPLETE").exists()
+    summary = json.loads((run / "summary.json").read_text())
+    assert [r["round"] for r in summary["rounds"]] == [0, 1]
+    assert not list(run.rglob("*.tmp"))
