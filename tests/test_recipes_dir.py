@@ -1,0 +1,25 @@
+"""Every recipe we ship validates, and says what it does, needs and costs in its opening comment."""
+
+import pytest
+
+from conftest import ROOT
+from loopkit.loop import check_recipe
+from loopkit.recipe import load_recipe
+
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+
+
+def test_there_are_recipes():
+    assert {p.name for p in RECIPES} >= {"logic.yaml", "math.yaml"}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_recipe_validates(path):
+    check_recipe(load_recipe(path))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_recipe_opens_with_what_it_does_needs_and_takes(path):
+    header = path.read_text().split("\n\n")[0]
+    assert header.startswith(f"# {path.name} - ")
+    assert "# Needs:" in header and "# Takes:" in header
