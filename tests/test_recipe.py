@@ -44,7 +44,7 @@ def test_include_cycle_is_refused(write_recipe):
         ("selector.params.k=3", "selector.params.k: unknown field; remove it or check its spelling"),
         ("loop.per_round=0", "loop.per_round: Input should be greater than or equal to 1"),
         ("loop.mode=dynamic", "loop.mode: Input should be 'active' or 'static'"),
-        ("selector.name=los", "selector.name: unknown selector 'los'. Did you mean: 'loss'?"),
+        ("selector.name=los", "selector.name: unknown selector 'los'. Did you mean: 'loss'"),
         ("student.params.layers=many", "student.params.layers: Input should be a valid integer"),
         ("task.params.generators.sylogism={}", "task.params: unknown reasoning-gym generator 'sylogism'. Did you mean: syllogism"),
         ("task.params.generators.syllogism.config.bogus=1", "generator 'syllogism' rejects its config"),

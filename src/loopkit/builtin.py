@@ -26,6 +26,14 @@ def register_teachers(register):
 def register_selectors(register):
     register("random", "loopkit.selectors.random:RandomSelector")
     register("loss", "loopkit.selectors.loss:LossSelector")
+    register("gold-loss", "loopkit.selectors.gold_loss:GoldLossSelector")
+    register("entropy", "loopkit.selectors.entropy:EntropySelector")
+    register("incorrect", "loopkit.selectors.incorrect:IncorrectSelector")
+    register("badge", "loopkit.selectors.badge:BadgeSelector")
+    register("kcenter", "loopkit.selectors.kcenter:KCenterSelector")
+    register("reward", "loopkit.selectors.reward:RewardSelector")
+    register("llm-judge", "loopkit.selectors.llm_judge:LLMJudgeSelector")
+    register("lion", "loopkit.selectors.lion:LionSelector")
 
 
 @hookimpl

@@ -21,7 +21,8 @@ from loopkit.recipe import ResolvedRecipe
 from loopkit.records import Sample, normalize_question
 from loopkit.rundir import RunDir
 from loopkit.seeding import derive_seed
-from loopkit.signals import needs_answers, score_answers
+from loopkit.selectors.base import call_select
+from loopkit.signals import VECTORS, needs_answers, student_signals, teacher_signals
 from loopkit.student import Student
 from loopkit.tasks.base import Task, TaskData
 from loopkit.teachers.base import Teacher
@@ -86,6 +87,7 @@ class Loop:
         self.test_questions = {normalize_question(s.question) for s in self.data.test}
         self.synthetic: list[Sample] = []
         self.teacher_calls = 0
+        self.history: list[int] = []  # pool indices selected in earlier rounds, oldest first
         self.rows: list[dict] = []
         self.started = time.monotonic()
 
@@ -108,9 +110,16 @@ class Loop:
     def _round(self, round: int, m: int) -> None:
         times: dict[str, float] = {}
         out = self.run_dir.round_dir(round)
+        calls_before = self.teacher_calls
         indices = self._select(round, m, times)
-        chosen = [self.data.pool[i] for i in indices]
-        self.run_dir.write_jsonl(out / "selected.jsonl", ({"index": i, "id": s.id, "question": s.question} for i, s in zip(indices, chosen)))
+        selector_calls = self.teacher_calls - calls_before
+        self.history.extend(indices)
+        variants = getattr(indices, "variants", {})
+        chosen = [_with_variant(self.data.pool[i], variants.get(i)) for i in indices]
+        self.run_dir.write_jsonl(out / "selected.jsonl", (
+            {"index": i, "id": s.id, "question": s.question, **({"variant": variants[i]} if i in variants else {})}
+            for i, s in zip(indices, chosen)
+        ))
 
         clock = time.monotonic()
         with self.progress.stage(round, "generate", len(chosen)) as stage:
@@ -147,7 +156,7 @@ class Loop:
             )
         self.student = self._student(model)
         times["train"] = time.monotonic() - clock
-        self._finish_round(round, times, {"train": train_metrics, "dropped": len(dropped)})
+        self._finish_round(round, times, {"train": train_metrics, "dropped": len(dropped), "selector_teacher_calls": selector_calls})
 
     def _select(self, round: int, m: int, times: dict[str, float]) -> list[int]:
         rng = np.random.default_rng(derive_seed(self.recipe.seed, "select", round))
@@ -156,18 +165,29 @@ class Loop:
             return [int(i) for i in rng.choice(len(pool), size=m, replace=m > len(pool))]
         needs = self.selector.needs
         signals: dict[str, Any] = {}
+        answers = None
         if needs_answers(needs):
             clock = time.monotonic()
             with self.progress.stage(round, "predict", len(pool)) as stage:
                 answers = self.student.generate([self.task.prompt(s.question) for s in pool], stage.advance)
             times["predict"] = time.monotonic() - clock
+        if needs:
             clock = time.monotonic()
             with self.progress.stage(round, "score", len(pool)) as stage:
-                signals = score_answers(self.student, self.task, pool, answers, needs, stage.advance)
+                signals = student_signals(self.student, self.task, pool, answers, needs, stage.advance)
             times["score"] = time.monotonic() - clock
+        if answers is not None and needs & {"judge_score", "referee_gap"}:
+            clock = time.monotonic()
+            with self.progress.stage(round, "judge", len(pool)) as stage:
+                judged, calls = teacher_signals(self.teacher, pool, answers, needs, derive_seed(self.recipe.seed, "judge", round))
+                stage.advance(len(pool))
+            signals.update(judged)
+            self.teacher_calls += calls
+            times["judge"] = time.monotonic() - clock
+        if signals:
             self.run_dir.write_jsonl(self.run_dir.round_dir(round) / "pool_signals.jsonl", _signal_rows(pool, signals))
         clock = time.monotonic()
-        indices = self.selector.select(signals, len(pool), m, rng)
+        indices = call_select(self.selector, signals, len(pool), m, rng, tuple(self.history))
         times["select"] = time.monotonic() - clock
         return indices
 
@@ -206,10 +226,17 @@ def _seconds(x: float) -> float:
     return round(x, 3)
 
 
+def _with_variant(seed: Sample, variant: str | None) -> Sample:
+    """The seed as the teacher gets it: with the selector's prompt variant (if any) in its meta."""
+    return seed if variant is None else seed.model_copy(update={"meta": {**seed.meta, "prompt_variant": variant}})
+
+
 def _signal_rows(pool: list[Sample], signals: dict[str, Any]):
+    """One row per seed with every per-seed scalar signal; embeddings are too big and are left out."""
+    scalars = {name: values for name, values in signals.items() if name not in VECTORS | {"question"}}
     for i, s in enumerate(pool):
         row = {"index": i, "id": s.id}
-        for name, values in signals.items():
+        for name, values in scalars.items():
             value = values[i]
             row[name] = value.item() if hasattr(value, "item") else value
         yield row

@@ -185,7 +185,22 @@ def parse_recipe(data: dict, source: str, registry: Registry) -> ResolvedRecipe:
 
 
 def _check_cross_fields(recipe: Recipe, classes: dict[str, type], source: str) -> None:
+    from loopkit.signals import KNOWN
+    from loopkit.teachers.base import can
+
     needs = getattr(classes["selector"], "needs", frozenset())
+    unknown = sorted(needs - KNOWN)
+    if unknown:
+        raise RecipeError(
+            f"{source}: selector.name: '{recipe.selector.name}' needs unknown signals {unknown}; "
+            f"loopkit computes {sorted(KNOWN)}"
+        )
+    for signal, method in (("judge_score", "judge"), ("referee_gap", "referee")):
+        if signal in needs and not can(classes["teacher"], method):
+            raise RecipeError(
+                f"{source}: selector.name: '{recipe.selector.name}' needs the teacher to {method} answers, "
+                f"which teacher '{recipe.teacher.name}' cannot; choose another teacher or selector"
+            )
     if "gold_loss" in needs and not getattr(classes["task"], "has_reference_answers", True):
         raise RecipeError(
             f"{source}: selector.name: '{recipe.selector.name}' needs reference answers, "

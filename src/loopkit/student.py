@@ -1,4 +1,4 @@
-"""The student model at inference: batched greedy answers and per-token losses.
+"""The student model at inference: batched greedy answers, per-token losses and answer statistics.
 
 Every pass is batched: prompts are sorted by length so batches carry little padding, padded on
 the left, and given explicit position ids, so a result does not depend on the batch it was in.
@@ -6,11 +6,25 @@ the left, and given explicit position ids, so a result does not depend on the ba
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 Advance = Callable[[int], None]
+
+STATS = frozenset({"entropy", "embedding", "grad_embedding"})  # what answer_stats computes beside the NLL
+_HIDDEN = frozenset({"embedding", "grad_embedding"})  # the ones that need the last hidden states
+
+
+@dataclass(frozen=True)
+class AnswerStats:
+    """One completion under the student: per-token NLL and entropy, pooled embeddings (if asked)."""
+
+    nll: np.ndarray  # (answer tokens + EOS,)
+    entropy: np.ndarray | None = None  # (answer tokens + EOS,)
+    embedding: np.ndarray | None = None  # (hidden,)
+    grad_embedding: np.ndarray | None = None  # (vocab or its projection × hidden,)
 
 
 def _noop(n: int) -> None:
@@ -18,12 +32,15 @@ def _noop(n: int) -> None:
 
 
 class Student:
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 64, max_new_tokens: int = 32) -> None:
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 64, max_new_tokens: int = 32,
+                 grad_dim: int = 2**15) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self._chat = getattr(tokenizer, "chat_template", None) is not None
+        self.grad_dim = grad_dim  # largest gradient embedding kept exact; see answer_stats
+        self._projection = None
 
     def render(self, prompt: str) -> str:
         """The exact text the model sees: the chat template for chat models, else the prompt itself."""
@@ -76,8 +93,28 @@ class Student:
 
     def token_nll(self, prompts: Sequence[str], completions: Sequence[str], advance: Advance = _noop) -> list[np.ndarray]:
         """Per-token negative log-likelihood of each completion (then EOS) after its prompt."""
+        return [s.nll for s in self.answer_stats(prompts, completions, frozenset(), advance)]
+
+    def answer_stats(self, prompts: Sequence[str], completions: Sequence[str], want: frozenset[str] = frozenset(),
+                     advance: Advance = _noop) -> list[AnswerStats]:
+        """Per-token NLL of each completion (then EOS) after its prompt, plus whatever of ``STATS`` is wanted.
+
+        One forward pass per batch gives all of them. The answer's positions are the ones whose
+        logits predict its tokens: the prompt's last token through the answer's last (EOS is the
+        final target). ``entropy`` is per token at those positions; ``embedding`` is the mean over
+        them of the output layer's input (the last hidden state, after the final norm); and
+        ``grad_embedding`` is BADGE's gradient embedding: the gradient of the mean token loss at
+        the answer's own tokens (the student's greedy prediction) w.r.t. the output layer,
+        ``mean_t (p_t - onehot(y_t)) ⊗ h_t``, flattened (vocab-major). When vocab × hidden exceeds
+        ``grad_dim`` the vocabulary axis is first reduced by a fixed Gaussian random projection
+        (seed 0, ``grad_dim // hidden`` columns, scaled by 1/sqrt(k)), which keeps inner products
+        between embeddings in expectation; below that size the embedding is exact.
+        """
         import torch
 
+        unknown = set(want) - STATS
+        if unknown:
+            raise ValueError(f"unknown answer statistics {sorted(unknown)}; choose from {sorted(STATS)}")
         eos = self.tokenizer.eos_token_id
         rows, n_completion = [], []
         for prompt, completion in zip(prompts, completions):
@@ -86,20 +123,60 @@ class Student:
             full = self._encode(rendered + completion) + [eos]
             rows.append(full)
             n_completion.append(max(len(full) - len(prompt_ids), 1))
-        result: list[np.ndarray] = [np.empty(0)] * len(rows)
-        with torch.inference_mode():
-            for batch in self._batches([len(r) for r in rows]):
-                ids, mask = self._left_pad([rows[i] for i in batch])
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)
-                keep = max(n_completion[i] for i in batch) + 1
-                logits = self.model(
-                    input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
-                ).logits.float()
-                # logits[:, j] predicts token ids[:, width - keep + j + 1]
-                logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-                targets = ids[:, ids.shape[1] - keep + 1 :]
-                nll = -logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-                for row, i in enumerate(batch):
-                    result[i] = nll[row, keep - 1 - n_completion[i] :].cpu().numpy()
-                advance(len(batch))
+        result: list[AnswerStats] = [AnswerStats(np.empty(0))] * len(rows)
+        head = self.model.get_output_embeddings()
+        captured: list[Any] = []
+        hook = head.register_forward_pre_hook(lambda module, args: captured.append(args[0])) if want & _HIDDEN else None
+        try:
+            with torch.inference_mode():
+                for batch in self._batches([len(r) for r in rows]):
+                    ids, mask = self._left_pad([rows[i] for i in batch])
+                    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                    keep = max(n_completion[i] for i in batch) + 1
+                    captured.clear()
+                    logits = self.model(
+                        input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
+                    ).logits.float()
+                    # logits[:, j] predicts token ids[:, width - keep + j + 1]
+                    logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+                    targets = ids[:, ids.shape[1] - keep + 1 :]
+                    nll = -logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+                    span = torch.arange(keep - 1, device=ids.device)
+                    n = torch.tensor([n_completion[i] for i in batch], device=ids.device)
+                    answer = (span[None, :] >= keep - 1 - n[:, None]).float()  # (batch, keep - 1)
+                    stats: dict[str, Any] = {}
+                    if "entropy" in want:
+                        stats["entropy"] = -(logprobs.exp() * logprobs).sum(-1)
+                    if want & _HIDDEN:
+                        hidden = captured[-1][:, -keep:-1].float() * answer[..., None]
+                        if "embedding" in want:
+                            stats["embedding"] = hidden.sum(1) / n[:, None]
+                        if "grad_embedding" in want:
+                            residual = logprobs.exp() - torch.nn.functional.one_hot(targets, logits.shape[-1]).float()
+                            residual = self._reduce_vocab(residual, hidden.shape[-1])
+                            grad = torch.einsum("bkv,bkh->bvh", residual, hidden) / n[:, None, None]
+                            stats["grad_embedding"] = grad.flatten(1)
+                    for row, i in enumerate(batch):
+                        tail = slice(keep - 1 - n_completion[i], None)
+                        result[i] = AnswerStats(
+                            nll[row, tail].cpu().numpy(),
+                            **{k: (v[row, tail] if k == "entropy" else v[row]).cpu().numpy() for k, v in stats.items()},
+                        )
+                    advance(len(batch))
+        finally:
+            if hook is not None:
+                hook.remove()
         return result
+
+    def _reduce_vocab(self, residual: Any, hidden_size: int) -> Any:
+        """``residual`` (…, vocab) as is, or randomly projected to ``grad_dim // hidden_size`` columns."""
+        import torch
+
+        vocab = residual.shape[-1]
+        if vocab * hidden_size <= self.grad_dim:
+            return residual
+        k = max(1, self.grad_dim // hidden_size)
+        if self._projection is None or self._projection.shape != (vocab, k):
+            generator = torch.Generator().manual_seed(0)
+            self._projection = (torch.randn(vocab, k, generator=generator) / k**0.5).to(residual.device)
+        return residual @ self._projection

@@ -6,13 +6,9 @@ seeds the student is least sure of are the ones worth a new teacher sample.
 
 from __future__ import annotations
 
-import numpy as np
-
-from loopkit.selectors.base import ScoreSelector, Signals
+from loopkit.selectors.base import ScoreSelector
 
 
 class LossSelector(ScoreSelector):
     needs = frozenset({"own_loss"})
-
-    def score(self, signals: Signals) -> np.ndarray:
-        return np.asarray(signals["own_loss"])
+    signal = "own_loss"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from loopkit.selectors.base import Selector, Signals
 
 
 class RandomSelector(Selector):
-    def select(self, signals: Signals, pool_size: int, m: int, rng: np.random.Generator) -> list[int]:
+    def select(self, signals: Signals, pool_size: int, m: int, rng: np.random.Generator,
+               history: Sequence[int] = ()) -> list[int]:
         return [int(i) for i in rng.choice(pool_size, size=m, replace=False)]

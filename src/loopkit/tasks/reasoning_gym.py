@@ -27,11 +27,28 @@ def _config_key(config: dict) -> str:
     return json.dumps(config, sort_keys=True)
 
 
+def _coerce_enums(name: str, config: dict) -> dict:
+    """YAML gives strings where a generator's config wants Enum members (aiw's task_types)."""
+    import enum
+    import typing
+
+    from reasoning_gym.factory import DATASETS
+
+    hints = typing.get_type_hints(DATASETS[name][1])
+    out = dict(config)
+    for key, value in config.items():
+        hint = hints.get(key)
+        inner = typing.get_args(hint)[0] if typing.get_origin(hint) is list else hint
+        if isinstance(inner, type) and issubclass(inner, enum.Enum):
+            out[key] = [inner(v) for v in value] if isinstance(value, list) else inner(value)
+    return out
+
+
 @lru_cache(maxsize=256)
 def _dataset(name: str, config_key: str, size: int, seed: int):
     import reasoning_gym
 
-    return reasoning_gym.create_dataset(name, size=size, seed=seed, **json.loads(config_key))
+    return reasoning_gym.create_dataset(name, size=size, seed=seed, **_coerce_enums(name, json.loads(config_key)))
 
 
 def make_dataset(name: str, config: dict, size: int, seed: int):

@@ -1,4 +1,8 @@
-"""The teacher interface: for each picked seed, write a new question like it and answer it."""
+"""The teacher interface: for each picked seed, write a new question like it and answer it.
+
+A teacher may also judge the student's answers for the selectors that ask it to (``llm-judge``,
+``lion``); those calls are charged to the same budget as generation calls.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,14 @@ class Generation:
     calls: int = 0  # teacher calls this attempt cost
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """One score per seed, and the teacher calls they cost."""
+
+    scores: list[float]
+    calls: int
+
+
 class Teacher(Component):
     def bind(self, task: Task) -> None:
         """Check the teacher can serve this task; raise RecipeError if not."""
@@ -27,3 +39,17 @@ class Teacher(Component):
     @abstractmethod
     def generate(self, seeds: list[Sample], round: int, seed: int) -> list[Generation]:
         """One new sample per seed, in order."""
+
+    def judge(self, seeds: list[Sample], answers: list[str], seed: int) -> Judgement:
+        """Grade each student answer to its seed from 1 (wrong, useless) to 10 (correct, complete)."""
+        raise NotImplementedError(f"teacher {type(self).__name__} cannot judge answers")
+
+    def referee(self, seeds: list[Sample], answers: list[str], seed: int) -> Judgement:
+        """LION's referee: score the teacher's own answer and the student's, 1-10 each, in both
+        presentation orders; per seed, the teacher's score minus the student's, averaged over orders."""
+        raise NotImplementedError(f"teacher {type(self).__name__} cannot referee answers")
+
+
+def can(teacher: type[Teacher], method: str) -> bool:
+    """Whether a teacher class implements an optional method (``judge``, ``referee``)."""
+    return getattr(teacher, method, None) not in (None, getattr(Teacher, method))
