@@ -65,6 +65,7 @@ def quiet_libraries() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     logging.getLogger("datasets").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="transformers")
     warnings.filterwarnings("ignore", module="trl")

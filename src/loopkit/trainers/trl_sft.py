@@ -42,6 +42,7 @@ class TRLSFTTrainer(Trainer):
     def train(self, model, tokenizer, prompts, completions, output_dir: Path, seed: int, stage: Stage):
         import datasets
         from transformers import TrainerCallback
+        from transformers.trainer_callback import PrinterCallback
         from trl import SFTConfig, SFTTrainer
 
         datasets.disable_progress_bars()
@@ -87,6 +88,7 @@ class TRLSFTTrainer(Trainer):
             model=model, args=config, processing_class=tokenizer, peft_config=peft_config, callbacks=[_Report()],
             train_dataset=datasets.Dataset.from_dict({"prompt": list(prompts), "completion": list(completions)}),
         )
+        trainer.remove_callback(PrinterCallback)  # loss dicts on stdout would break the progress display
         result = trainer.train()
         losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
         metrics = {
