@@ -1,9 +1,11 @@
 """Algorithm 1 of Kessler et al. (2025): the closed loop, with no printing and no CLI.
 
 Round 0 evaluates the untrained student. Each later round: the student answers every seed
-question (predict), computes the signals the selector needs (score), the selector picks m seeds
-(select), the teacher writes one new sample per seed (generate), the trainer fine-tunes on all
-synthetic data so far (train), and the student is evaluated on the test split (evaluate).
+question (predict), computes the signals the selector needs (score; and judge when it wants the
+teacher's verdicts, whose calls are charged like generation calls), the selector picks m seeds,
+knowing the picks of earlier rounds (select), the teacher writes one new sample per seed
+(generate), the trainer fine-tunes on all synthetic data so far (train), and the student is
+evaluated on the test split (evaluate).
 ``mode: static`` spends the whole sample budget at once on uniformly random seeds.
 """
 

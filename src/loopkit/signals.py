@@ -58,7 +58,7 @@ def student_signals(student: Student, task: Task, pool: list[Sample], answers: l
         missing = [s.id for s in pool if s.answer is None]
         if missing:
             raise ValueError(f"gold_loss needs reference answers; {len(missing)} seeds have none (first: {missing[0]})")
-        nll = student.token_nll(prompts, [s.answer for s in pool])
+        nll = student.token_nll(prompts, [s.answer for s in pool], _noop if needs & OWN_PASS else advance)
         signals["gold_loss"] = np.array([float(x.mean()) for x in nll])
     if "correct" in needs:
         signals["correct"] = np.array([task.check(s, a) for s, a in zip(pool, answers)], dtype=bool)
