@@ -55,7 +55,7 @@ def scoring_figures(recipe_path: Path, repeat: int) -> list[tuple[str, float]]:
     n = len(pool)
 
     # The same padded batches the student builds, for the bare forward pass.
-    rows = [student._encode(student.render(p) + a) + [tokenizer.eos_token_id] for p, a in zip(prompts, answers)]
+    rows = [ids + [tokenizer.eos_token_id] for ids in student._encode([student.render(p) + a for p, a in zip(prompts, answers)])]
     batches = [student._left_pad([rows[i] for i in batch]) for batch in student._batches([len(r) for r in rows])]
 
     def bare():

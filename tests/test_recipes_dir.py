@@ -20,6 +20,6 @@ def test_recipe_validates(path):
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_recipe_opens_with_what_it_does_needs_and_takes(path):
-    header = path.read_text().split("\n\n")[0]
+    header = path.read_text().split("\nname:")[0]
     assert header.startswith(f"# {path.name} - ")
     assert "# Needs:" in header and "# Takes:" in header

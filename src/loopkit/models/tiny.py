@@ -7,6 +7,7 @@ params and seed is identical on every machine: good for tests, CPU demos and rep
 from __future__ import annotations
 
 import string
+from typing import Literal
 
 from pydantic import Field
 
@@ -42,6 +43,8 @@ class TinyModel(ModelSource):
         heads: int = Field(4, ge=1, le=64)
         intermediate_size: int = Field(256, ge=8)
         max_length: int = Field(1024, ge=16, description="longest prompt + answer, in characters")
+        # Measured on a 2-core CPU: eager attention trains this small model ~2x faster than sdpa.
+        attention: Literal["eager", "sdpa"] = "eager"
 
     def load(self, seed: int):
         import torch
@@ -54,6 +57,7 @@ class TinyModel(ModelSource):
             num_attention_heads=p.heads, num_key_value_heads=p.heads, intermediate_size=p.intermediate_size,
             max_position_embeddings=p.max_length, pad_token_id=tokenizer.pad_token_id,
             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+            attn_implementation=p.attention,
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -34,6 +34,7 @@ class TRLSFTTrainer(Trainer):
         weight_decay: float = Field(0.0, ge=0)
         warmup_steps: float = Field(0.0, ge=0, description="steps, or a fraction of all steps if < 1")
         lr_scheduler: str = "linear"
+        group_by_length: bool = Field(True, description="batch similar lengths together: less padding, faster steps")
         bf16: Literal["auto"] | bool = "auto"
         gradient_checkpointing: bool = False
         lora: LoraParams | None = None
@@ -65,6 +66,7 @@ class TRLSFTTrainer(Trainer):
             warmup_steps=p.warmup_steps,
             lr_scheduler_type=p.lr_scheduler,
             max_length=p.max_length,
+            train_sampling_strategy="group_by_length" if p.group_by_length else "random",
             completion_only_loss=True,
             bf16=bf16_supported() if p.bf16 == "auto" else p.bf16,
             gradient_checkpointing=p.gradient_checkpointing,
