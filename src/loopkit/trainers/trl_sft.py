@@ -17,6 +17,12 @@ from loopkit.progress import Stage
 from loopkit.trainers.base import Trainer
 
 
+def _checkpointing_field(config_class) -> str:
+    """transformers 5.x renamed gradient_checkpointing to activation_checkpointing (old name warns)."""
+    fields = config_class.__dataclass_fields__
+    return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+
+
 class LoraParams(Params):
     r: int = Field(16, ge=1)
     alpha: int = Field(32, ge=1)
@@ -69,7 +75,7 @@ class TRLSFTTrainer(Trainer):
             train_sampling_strategy="group_by_length" if p.group_by_length else "random",
             completion_only_loss=True,
             bf16=bf16_supported() if p.bf16 == "auto" else p.bf16,
-            gradient_checkpointing=p.gradient_checkpointing,
+            **{_checkpointing_field(SFTConfig): p.gradient_checkpointing},
             use_cpu=best_device() == "cpu",
             seed=seed,
             data_seed=seed,
