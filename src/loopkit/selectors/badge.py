@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from loopkit.selectors.base import Selector, Signals, finite_rows
+from loopkit.selectors.base import Selector, Signals, pick_finite_rows
 
 
 def kmeans_pp(vectors: np.ndarray, m: int, rng: np.random.Generator) -> list[int]:
@@ -41,8 +41,5 @@ class BadgeSelector(Selector):
 
     def select(self, signals: Signals, pool_size: int, m: int, rng: np.random.Generator,
                history: Sequence[int] = ()) -> list[int]:
-        vectors, ok = finite_rows(signals["grad_embedding"], type(self).__name__, "grad_embedding")
-        good = np.flatnonzero(ok)
-        picked = [int(good[i]) for i in kmeans_pp(vectors[good], min(m, len(good)), rng)] if len(good) else []
-        rest = rng.permutation(np.flatnonzero(~ok))
-        return picked + [int(i) for i in rest[: m - len(picked)]]
+        return pick_finite_rows(signals["grad_embedding"], m, rng, type(self).__name__, "grad_embedding",
+                                lambda vectors, k, _: kmeans_pp(vectors, k, rng))

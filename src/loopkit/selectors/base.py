@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from abc import abstractmethod
 import inspect
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -72,6 +72,17 @@ def finite_rows(vectors: Any, who: str, signal: str) -> tuple[np.ndarray, np.nda
         logger.warning("%s: %d seeds have non-finite '%s'; they rank last", who, int((~ok).sum()), signal)
         vectors = np.where(ok[:, None], vectors, 0.0)
     return vectors, ok
+
+
+def pick_finite_rows(vectors: Any, m: int, rng: np.random.Generator, who: str, signal: str,
+                     pick: Callable[[np.ndarray, int, np.ndarray], list[int]]) -> list[int]:
+    """Run ``pick(finite_vectors, k, their_pool_indices)`` on the seeds whose embedding is finite;
+    seeds with a non-finite one (one warning) fill up the rest in random order."""
+    vectors, ok = finite_rows(vectors, who, signal)
+    good = np.flatnonzero(ok)
+    picked = [int(good[i]) for i in pick(vectors[good], min(m, len(good)), good)] if len(good) else []
+    rest = rng.permutation(np.flatnonzero(~ok))
+    return picked + [int(i) for i in rest[: m - len(picked)]]
 
 
 def top_m(scores: np.ndarray, m: int, rng: np.random.Generator, who: str, signal: str = "score") -> list[int]:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from loopkit.selectors.base import Selector, Signals, finite_rows
+from loopkit.selectors.base import Selector, Signals, pick_finite_rows
 
 
 def k_center(vectors: np.ndarray, m: int, rng: np.random.Generator, centers: Sequence[int] = ()) -> list[int]:
@@ -47,10 +47,8 @@ class KCenterSelector(Selector):
 
     def select(self, signals: Signals, pool_size: int, m: int, rng: np.random.Generator,
                history: Sequence[int] = ()) -> list[int]:
-        vectors, ok = finite_rows(signals["embedding"], type(self).__name__, "embedding")
-        good = np.flatnonzero(ok)
-        where = {int(g): j for j, g in enumerate(good)}
-        centers = [where[i] for i in history if i in where]
-        picked = [int(good[i]) for i in k_center(vectors[good], min(m, len(good)), rng, centers)] if len(good) else []
-        rest = rng.permutation(np.flatnonzero(~ok))
-        return picked + [int(i) for i in rest[: m - len(picked)]]
+        def pick(vectors: np.ndarray, k: int, good: np.ndarray) -> list[int]:
+            where = {int(g): j for j, g in enumerate(good)}  # pool index -> row among the finite ones
+            return k_center(vectors, k, rng, [where[i] for i in history if i in where])
+
+        return pick_finite_rows(signals["embedding"], m, rng, type(self).__name__, "embedding", pick)
