@@ -93,7 +93,17 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
     loop = Loop(resolved, progress)  # builds components and checks the data before anything is written
     run_dir = start_run_dir(resolved, output)
     console.print(f"run directory: {run_dir.path}", highlight=False)
-    with progress.bars:
-        result = loop.run(run_dir)
+    try:
+        with progress.bars:
+            result = loop.run(run_dir)
+    except BaseException:  # Ctrl-C or a crash: say what is safe on disk before the error is reported
+        if loop.rows:
+            console.print(results_table(RunResult(run_dir, loop.rows)))
+            last = loop.rows[-1]
+            console.print(
+                f"stopped: rounds 0-{last['round']} are complete and kept in {run_dir.path} "
+                f"({last['teacher_calls']} teacher calls)", highlight=False,
+            )
+        raise
     console.print(results_table(result))
     return result
