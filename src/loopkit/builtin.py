@@ -20,6 +20,7 @@ def register_models(register):
 @hookimpl
 def register_teachers(register):
     register("reasoning-gym", "loopkit.teachers.reasoning_gym:ReasoningGymTeacher")
+    register("hf", "loopkit.teachers.hf:HFTeacher")
 
 
 @hookimpl

@@ -95,6 +95,7 @@ class Loop:
 
     def run(self, run_dir: RunDir) -> RunResult:
         self.run_dir = run_dir
+        self.teacher.open(run_dir.path)
         model, self.tokenizer = self.model_source.load(self.recipe.seed)
         self.student = self._student(model)
         self._finish_round(0, {}, {})
@@ -145,18 +146,21 @@ class Loop:
         self.synthetic.extend(new)
 
         clock = time.monotonic()
-        if self.recipe.loop.retrain == "base":
-            model, _ = self.model_source.load(self.recipe.seed)
+        if not self.synthetic:  # every sample so far was dropped: nothing to train on, keep the student
+            train_metrics = {"examples": 0, "steps": 0, "skipped": "no synthetic samples yet"}
         else:
-            model = self.student.model
-        with self.progress.stage(round, "train") as stage:
-            model, train_metrics = self.trainer.train(
-                model, self.tokenizer,
-                [self.student.render(self.task.prompt(s.question)) for s in self.synthetic],
-                [s.answer for s in self.synthetic],
-                out / "train", derive_seed(self.recipe.seed, "train", round), stage,
-            )
-        self.student = self._student(model)
+            if self.recipe.loop.retrain == "base":
+                model, _ = self.model_source.load(self.recipe.seed)
+            else:
+                model = self.student.model
+            with self.progress.stage(round, "train") as stage:
+                model, train_metrics = self.trainer.train(
+                    model, self.tokenizer,
+                    [self.student.render(self.task.prompt(s.question)) for s in self.synthetic],
+                    [s.answer for s in self.synthetic],
+                    out / "train", derive_seed(self.recipe.seed, "train", round), stage,
+                )
+            self.student = self._student(model)
         times["train"] = time.monotonic() - clock
         self._finish_round(round, times, {"train": train_metrics, "dropped": len(dropped), "selector_teacher_calls": selector_calls})
 

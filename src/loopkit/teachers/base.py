@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 from loopkit.component import Component
 from loopkit.records import Sample
@@ -35,6 +36,9 @@ class Judgement:
 class Teacher(Component):
     def bind(self, task: Task) -> None:
         """Check the teacher can serve this task; raise RecipeError if not."""
+
+    def open(self, run_dir: Path) -> None:
+        """Called once by the loop, before any call, with the run directory (e.g. to open a journal there)."""
 
     @abstractmethod
     def generate(self, seeds: list[Sample], round: int, seed: int) -> list[Generation]:

@@ -1,0 +1,99 @@
+"""The teacher-call journal: every call a teacher backend makes, in one SQLite file per run.
+
+A call is keyed by the sha256 of its backend, model, rendered messages and sampling params, so a
+re-run or resume answers a call it has already paid for from here instead of calling again. Each
+call is committed on its own (WAL mode), so a crash or Ctrl-C never loses a completed call.
+Failed calls are kept too (with their error); only a successful call answers a lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FILENAME = "teacher-journal.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    request TEXT NOT NULL,
+    response TEXT,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0,
+    latency REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_key ON calls (key);
+"""
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def call_key(backend: str, model: str, messages: Any, params: dict[str, Any]) -> str:
+    """The sha256 of what determines a call's answer: backend, model, rendered messages, sampling params."""
+    text = "\x1f".join([backend, model, _canonical(messages), _canonical(params)])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One recorded call."""
+
+    key: str
+    response: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    latency: float  # seconds
+    error: str | None
+    created: float  # Unix time
+
+
+class Journal:
+    def __init__(self, path: str | Path) -> None:
+        """Open (or create) the journal at ``path``; ``":memory:"`` keeps it for this process only."""
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None)  # autocommit: each write commits
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across a process crash
+        self._db.executescript(_SCHEMA)
+
+    def lookup(self, key: str) -> Entry | None:
+        """The latest successful call with this key, or None."""
+        row = self._db.execute(
+            "SELECT key, response, prompt_tokens, completion_tokens, cost, latency, error, created FROM calls "
+            "WHERE key = ? AND error IS NULL ORDER BY id DESC LIMIT 1",
+            (key,),
+        ).fetchone()
+        return Entry(*row) if row else None
+
+    def record(self, key: str, *, backend: str, model: str, request: Any, response: str | None = None,
+               prompt_tokens: int = 0, completion_tokens: int = 0, cost: float = 0.0, latency: float = 0.0,
+               error: str | None = None) -> None:
+        """Record one call (committed before this returns). ``request`` is the messages and params sent."""
+        self._db.execute(
+            "INSERT INTO calls (key, backend, model, request, response, prompt_tokens, completion_tokens, cost, "
+            "latency, error, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, backend, model, _canonical(request), response, prompt_tokens, completion_tokens, cost, latency,
+             error, time.time()),
+        )
+
+    def count(self, errors: bool | None = None) -> int:
+        """Calls recorded: all of them, only failed ones (``errors=True``) or only successful ones."""
+        where = {None: "", True: " WHERE error IS NOT NULL", False: " WHERE error IS NULL"}[errors]
+        return self._db.execute(f"SELECT COUNT(*) FROM calls{where}").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,131 @@
+"""LLM teachers: the two-call protocol, the journal, template validation, and the hf teacher on the tiny model."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from loopkit.cli import build_app
+from loopkit.journal import FILENAME, Journal
+from loopkit.records import Sample
+from loopkit.tasks.base import Task
+from loopkit.teachers.llm import Completion, LLMTeacher
+from tests.test_loop import run_recipe
+
+TINY_TEACHER = [
+    "teacher.name=hf",
+    "teacher.params.model.name=tiny",
+    "teacher.params.model.params={hidden_size: 32, layers: 1, heads: 2, intermediate_size: 64}",
+    "teacher.params.max_new_tokens=8",
+]
+
+
+class PlainTask(Task):
+    def load(self, seed):
+        raise NotImplementedError
+
+    def check(self, sample, completion):
+        return self.extract(completion) == sample.final
+
+
+class Scripted(LLMTeacher):
+    """A backend that writes "<seed> again?" as the new question and a fixed worked answer; counts calls."""
+
+    backend = "scripted"
+    model_id = "scripted-v1"
+
+    def __init__(self, params=None, answer="2 + 2 = 4\n#### 4"):
+        super().__init__(params)
+        self.answer = answer
+        self.sent: list[list] = []
+
+    def complete(self, prompts, params):
+        self.sent.append(prompts)
+        out = []
+        for messages in prompts:
+            text = messages[-1]["content"]
+            if text.startswith("Here is an example question"):
+                seed = text.split("\n\n")[1]
+                out.append(Completion(f"Question: {seed} again?", prompt_tokens=len(text), completion_tokens=3))
+            else:
+                out.append(Completion(self.answer, prompt_tokens=len(text), completion_tokens=4, cost=0.01))
+        return out
+
+
+SEEDS = [Sample.create("What is 2 + 2?", "#### 4", final="4"), Sample.create("What is 1 + 3?", "#### 4", final="4")]
+
+
+def scripted(tmp_path, **kwargs):
+    teacher = Scripted(**kwargs)
+    teacher.bind(PlainTask())
+    teacher.open(tmp_path)
+    return teacher
+
+
+def test_two_calls_per_seed_give_a_parsed_sample(tmp_path):
+    teacher = scripted(tmp_path)
+    generations = teacher.generate(SEEDS, round=1, seed=7)
+    assert [g.calls for g in generations] == [2, 2] and all(g.dropped is None for g in generations)
+    sample = generations[0].sample
+    assert sample.question == "What is 2 + 2? again?"
+    assert sample.answer == "2 + 2 = 4\n#### 4" and sample.final == "4"
+    assert sample.source == "scripted" and sample.seed_id == SEEDS[0].id and sample.round == 1
+    assert len(teacher.sent) == 2  # one batch per call of the protocol
+
+
+def test_a_journaled_call_is_not_sent_again(tmp_path):
+    first = scripted(tmp_path).generate(SEEDS, round=1, seed=7)
+    again = scripted(tmp_path)  # a new process over the same run directory
+    replayed = again.generate(SEEDS, round=1, seed=7)
+    assert again.sent == []  # every call answered from the journal
+    assert [g.sample for g in replayed] == [g.sample for g in first]
+    assert [g.calls for g in replayed] == [0, 0]  # replayed calls cost nothing new
+    journal = Journal(tmp_path / FILENAME)
+    assert journal.count() == 4
+    # Another round samples afresh: its calls have other keys.
+    assert [g.calls for g in again.generate(SEEDS, round=2, seed=7)] == [2, 2]
+
+
+def test_an_answer_without_a_final_line_is_dropped_with_its_reason(tmp_path):
+    generations = scripted(tmp_path, answer="I think it is four.").generate(SEEDS[:1], round=1, seed=7)
+    (g,) = generations
+    assert g.dropped.startswith("no final answer") and g.calls == 2
+    assert g.sample.question == "What is 2 + 2? again?"  # kept for the dropped record
+
+
+@pytest.mark.parametrize(
+    "template, message",
+    [
+        ("Write a question like {question} about {topic}", "unknown template variable {topic}; the variables are {question}"),
+        ("Write a question like {question", "not a valid format string"),
+        ("Write a question", "the template must contain {question}"),
+    ],
+)
+def test_a_bad_template_is_a_one_line_recipe_error(write_recipe, template, message):
+    result = CliRunner().invoke(build_app(), [
+        "validate", str(write_recipe()), *[arg for o in TINY_TEACHER for arg in ("--set", o)],
+        "--set", f"teacher.params.question_template={json.dumps(template)}",
+    ])
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert "\n" not in line and "teacher.params.question_template:" in line and message in line, line
+
+
+def test_an_unknown_teacher_model_is_a_recipe_error(write_recipe):
+    result = CliRunner().invoke(build_app(), [
+        "validate", str(write_recipe()), "--set", "teacher.name=hf", "--set", "teacher.params.model.name=tinny",
+    ])
+    assert result.exit_code == 1 and "teacher.params.model: unknown model 'tinny'" in result.output
+
+
+def test_hf_teacher_on_the_untrained_tiny_model_drops_its_garbage_with_reasons(write_recipe, tmp_path):
+    result, _ = run_recipe(write_recipe(), tmp_path, ["loop.rounds=1", *TINY_TEACHER])
+    run = result.run_dir.path
+    dropped = [json.loads(line) for line in (run / "round-001" / "dropped.jsonl").read_text().splitlines()]
+    synthetic = (run / "round-001" / "synthetic.jsonl").read_text().splitlines()
+    assert len(dropped) + len(synthetic) == 6
+    assert any(d["reason"].startswith("no final answer") for d in dropped)
+    assert all(d["reason"] for d in dropped)
+    journal = Journal(run / FILENAME)
+    calls = result.rows[-1]["teacher_calls"]
+    assert 6 < calls <= 12 and journal.count() == calls  # one question call per seed, one answer call per question
