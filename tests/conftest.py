@@ -48,3 +48,14 @@ def write_recipe(tmp_path):
         return path
 
     return write
+
+
+def run_recipe(path, tmp_path, overrides=()):
+    """Run a recipe file through the core loop (no CLI) into ``tmp_path/runs``."""
+    from loopkit.loop import Loop
+    from loopkit.recipe import load_recipe
+    from loopkit.rundir import RunDir
+
+    resolved = load_recipe(path, list(overrides))
+    run_dir = RunDir.create(tmp_path / "runs", resolved.recipe.name)
+    return Loop(resolved).run(run_dir), resolved

@@ -10,7 +10,7 @@ from loopkit.journal import FILENAME, Journal
 from loopkit.records import Sample
 from loopkit.tasks.base import Task
 from loopkit.teachers.llm import Completion, LLMTeacher
-from tests.test_loop import run_recipe
+from conftest import run_recipe
 
 TINY_TEACHER = [
     "teacher.name=hf",

@@ -4,19 +4,11 @@ import json
 
 import pytest
 import yaml
+from conftest import run_recipe
 
-from loopkit.loop import Loop
-from loopkit.recipe import load_recipe
 from loopkit.records import read_samples
-from loopkit.rundir import RunDir
 from loopkit.testing import registered
 from loopkit.trainers.trl_sft import TRLSFTTrainer
-
-
-def run_recipe(path, tmp_path, overrides=()):
-    resolved = load_recipe(path, list(overrides))
-    run_dir = RunDir.create(tmp_path / "runs", resolved.recipe.name)
-    return Loop(resolved).run(run_dir), resolved
 
 
 def test_two_active_rounds_leave_every_artifact(write_recipe, tmp_path):
