@@ -45,3 +45,17 @@ def test_failed_calls_are_kept_but_never_answer_a_lookup(tmp_path):
     journal.record(key, backend="hf", model="m", request={}, response="#### 4")
     assert journal.lookup(key).response == "#### 4"
     assert (journal.count(), journal.count(errors=True), journal.count(errors=False)) == (2, 1, 1)
+
+
+def test_a_journal_from_before_retries_were_recorded_gains_the_column(tmp_path):
+    path = tmp_path / "teacher-journal.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE calls (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, backend TEXT NOT NULL, "
+                   "model TEXT NOT NULL, request TEXT NOT NULL, response TEXT, prompt_tokens INTEGER NOT NULL DEFAULT 0, "
+                   "completion_tokens INTEGER NOT NULL DEFAULT 0, cost REAL NOT NULL DEFAULT 0, "
+                   "latency REAL NOT NULL DEFAULT 0, error TEXT, created REAL NOT NULL)")
+        db.execute("INSERT INTO calls (key, backend, model, request, response, created) VALUES ('old', 'hf', 'm', '{}', 'x', 0)")
+    journal = Journal(path)
+    assert journal.lookup("old").retries == 0
+    journal.record("new", backend="litellm", model="m", request={}, response="y", retries=3)
+    assert journal.lookup("new").retries == 3

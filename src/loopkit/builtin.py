@@ -21,6 +21,7 @@ def register_models(register):
 def register_teachers(register):
     register("reasoning-gym", "loopkit.teachers.reasoning_gym:ReasoningGymTeacher")
     register("hf", "loopkit.teachers.hf:HFTeacher")
+    register("litellm", "loopkit.teachers.litellm:LiteLLMTeacher")
 
 
 @hookimpl

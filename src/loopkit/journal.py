@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS calls (
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     cost REAL NOT NULL DEFAULT 0,
     latency REAL NOT NULL DEFAULT 0,
+    retries INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     created REAL NOT NULL
 );
@@ -57,6 +58,7 @@ class Entry:
     completion_tokens: int
     cost: float
     latency: float  # seconds
+    retries: int  # failed attempts before the answer
     error: str | None
     created: float  # Unix time
 
@@ -69,11 +71,14 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across a process crash
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+        if "retries" not in columns:  # a journal written before retries were recorded
+            self._db.execute("ALTER TABLE calls ADD COLUMN retries INTEGER NOT NULL DEFAULT 0")
 
     def lookup(self, key: str) -> Entry | None:
         """The latest successful call with this key, or None."""
         row = self._db.execute(
-            "SELECT key, response, prompt_tokens, completion_tokens, cost, latency, error, created FROM calls "
+            "SELECT key, response, prompt_tokens, completion_tokens, cost, latency, retries, error, created FROM calls "
             "WHERE key = ? AND error IS NULL ORDER BY id DESC LIMIT 1",
             (key,),
         ).fetchone()
@@ -81,13 +86,13 @@ class Journal:
 
     def record(self, key: str, *, backend: str, model: str, request: Any, response: str | None = None,
                prompt_tokens: int = 0, completion_tokens: int = 0, cost: float = 0.0, latency: float = 0.0,
-               error: str | None = None) -> None:
+               retries: int = 0, error: str | None = None) -> None:
         """Record one call (committed before this returns). ``request`` is the messages and params sent."""
         self._db.execute(
             "INSERT INTO calls (key, backend, model, request, response, prompt_tokens, completion_tokens, cost, "
-            "latency, error, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "latency, retries, error, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (key, backend, model, _canonical(request), response, prompt_tokens, completion_tokens, cost, latency,
-             error, time.time()),
+             retries, error, time.time()),
         )
 
     def count(self, errors: bool | None = None) -> int:

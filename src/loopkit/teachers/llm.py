@@ -54,6 +54,7 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0  # USD
+    retries: int = 0  # attempts that failed (and were retried) before this answer
 
 
 def template_variables(template: str) -> set[str]:
@@ -189,7 +190,7 @@ class LLMTeacher(Teacher):
                 self.journal.record(
                     key, backend=self.backend, model=self.model_id, request={"messages": conversation, "params": params},
                     response=c.text, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, cost=c.cost,
-                    latency=latency,
+                    latency=latency, retries=c.retries,
                 )
                 texts[key] = c.text
         charged = set()

@@ -1,0 +1,169 @@
+"""A teacher behind any API litellm speaks: a hosted provider, or an OpenAI-compatible ``api_base``.
+
+Calls run concurrently (at most ``concurrency`` at a time), each with its own ``timeout``. A call
+that hits a 429, a 5xx, a malformed response or a timeout is retried up to ``max_retries`` times,
+after the server's ``Retry-After`` when it sends one, else after an exponential backoff with
+jitter; the retries a call needed are recorded in the journal. litellm's own retries are off.
+
+The API key is read from the environment variable named by ``api_key_env`` (a recipe never holds a
+key); a missing variable is an error before any call. Tokens come from the response's usage and
+the cost in USD from litellm's offline cost map (0 for a model it does not know).
+
+Needs ``pip install 'loopkit[litellm]'``; litellm is imported on the first call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from typing import Any
+
+from pydantic import Field
+
+from loopkit.errors import LoopkitError
+from loopkit.tasks.base import Task
+from loopkit.teachers.llm import Completion, LLMTeacher, LLMTeacherParams, Messages
+
+
+class TeacherCallError(LoopkitError):
+    """A teacher call that still failed after its retries."""
+
+
+class LiteLLMTeacher(LLMTeacher):
+    backend = "litellm"
+
+    class Params(LLMTeacherParams):
+        model: str = Field(description="a litellm model string, e.g. openai/gpt-4o-mini")
+        api_base: str | None = Field(None, description="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+        api_key_env: str | None = Field(
+            None, description="the environment variable that holds the API key; default: the provider's own")
+        concurrency: int = Field(8, ge=1, description="calls in flight at once")
+        timeout: float = Field(60.0, gt=0, description="seconds per call attempt")
+        max_retries: int = Field(5, ge=0, description="retries of a call on 429, 5xx, malformed responses and timeouts")
+        backoff: float = Field(1.0, gt=0, description="seconds before the first retry; doubles after each")
+        max_backoff: float = Field(60.0, gt=0, description="the longest wait before a retry, Retry-After included")
+        temperature: float = Field(0.7, ge=0)
+        top_p: float = Field(1.0, gt=0, le=1)
+        max_tokens: int = Field(512, ge=1)
+        seed: int | None = Field(None, description="sampling seed sent to providers that take one; default: derived from the run seed and round")
+
+    def __init__(self, params=None) -> None:
+        super().__init__(params)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def model_id(self) -> str:
+        # Not the api_base: the same model behind another endpoint answers from the journal.
+        return self.params.model
+
+    def sampling(self, seed: int) -> dict[str, Any]:
+        p = self.params
+        return {"temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens,
+                "seed": p.seed if p.seed is not None else seed}
+
+    def bind(self, task: Task) -> None:
+        super().bind(task)
+        self._api_key()  # a missing key fails validation, long before the first call
+
+    def _api_key(self) -> str | None:
+        name = self.params.api_key_env
+        if name is None:
+            return None
+        key = os.environ.get(name)
+        if not key:
+            raise LoopkitError(f"teacher.params.api_key_env: the environment variable {name} is not set; "
+                               f"export {name}=<your key>")
+        return key
+
+    def complete(self, prompts: list[Messages], params: dict[str, Any]) -> list[Completion]:
+        key = self._api_key()
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()  # one loop for the teacher's life: litellm keeps state on it
+        try:
+            return self._loop.run_until_complete(self._complete_all(prompts, params, key))
+        except TeacherCallError as exc:
+            if key and key in str(exc):  # never let a key reach the journal or a log
+                raise TeacherCallError(str(exc).replace(key, "***")) from None
+            raise
+
+    async def _complete_all(self, prompts: list[Messages], params: dict[str, Any], key: str | None) -> list[Completion]:
+        litellm = _litellm()
+        gate = asyncio.Semaphore(self.params.concurrency)
+
+        async def one(messages: Messages) -> Completion:
+            async with gate:
+                return await self._complete_one(litellm, messages, params, key)
+
+        return list(await asyncio.gather(*(one(m) for m in prompts)))
+
+    async def _complete_one(self, litellm: Any, messages: Messages, params: dict[str, Any], key: str | None) -> Completion:
+        p = self.params
+        retries = 0
+        while True:
+            try:
+                response = await litellm.acompletion(
+                    model=p.model, messages=messages, api_base=p.api_base, api_key=key, timeout=p.timeout,
+                    num_retries=0, max_retries=0, drop_params=True, **params,
+                )
+                break
+            except Exception as exc:
+                if not _retryable(litellm, exc):
+                    raise TeacherCallError(f"teacher call to {p.model} failed: {type(exc).__name__}: {exc}") from None
+                if retries >= p.max_retries:
+                    raise TeacherCallError(
+                        f"teacher call to {p.model} failed after {retries} retries: {type(exc).__name__}: {exc}") from None
+                retries += 1
+                await asyncio.sleep(self._delay(retries, _retry_after(exc)))
+        usage = getattr(response, "usage", None)
+        return Completion(
+            text=response.choices[0].message.content or "",
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            cost=_cost(litellm, response),
+            retries=retries,
+        )
+
+    def _delay(self, retry: int, retry_after: float | None) -> float:
+        """Seconds before retry number ``retry`` (1, 2, ...): Retry-After, else exponential with jitter."""
+        if retry_after is not None:
+            return min(retry_after, self.params.max_backoff)
+        ceiling = min(self.params.backoff * 2 ** (retry - 1), self.params.max_backoff)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _litellm() -> Any:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # else it fetches the cost map at import
+    try:
+        import litellm
+    except ImportError:
+        raise LoopkitError("the litellm teacher needs litellm: pip install 'loopkit[litellm]'") from None
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def _retryable(litellm: Any, exc: Exception) -> bool:
+    """429, 5xx (a malformed response counts as one), timeouts and dropped connections."""
+    if isinstance(exc, (litellm.Timeout, litellm.RateLimitError, litellm.APIConnectionError)):
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def _retry_after(exc: Exception) -> float | None:
+    """The server's Retry-After in seconds (the seconds form; an HTTP date is ignored)."""
+    headers = getattr(exc, "litellm_response_headers", None)
+    if headers is None:
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+    value = headers.get("retry-after") if headers is not None else None
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _cost(litellm: Any, response: Any) -> float:
+    try:
+        return float(litellm.completion_cost(completion_response=response) or 0.0)
+    except Exception:  # a model the offline cost map does not know
+        return 0.0

@@ -1,0 +1,226 @@
+"""The litellm teacher against a real OpenAI-compatible HTTP server on 127.0.0.1, with litellm as the client.
+
+The server (stdlib ``ThreadingHTTPServer``) scripts its answers: call 1 gets a new question, call 2
+a worked answer ending in ``#### 42``. Faults are queued one per request: a 429 with Retry-After,
+a 500, an answer slower than the teacher's timeout, malformed JSON. litellm is in the ``test``
+extra (``pip install -e '.[test]'``, or ``pip install 'loopkit[litellm]'``); without it these
+tests are skipped.
+"""
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from typer.testing import CliRunner
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+litellm = pytest.importorskip("litellm")
+
+from loopkit.cli import build_app  # noqa: E402
+from loopkit.journal import FILENAME, Journal  # noqa: E402
+from loopkit.records import Sample  # noqa: E402
+from loopkit.tasks.base import Task  # noqa: E402
+from loopkit.teachers.litellm import LiteLLMTeacher, TeacherCallError  # noqa: E402
+
+KEY_ENV = "LOOPKIT_TEST_LITELLM_KEY"
+KEY = "sk-loopkit-test-0123456789abcdef"
+ANSWER = "6 * 7 = 42\n#### 42"
+
+
+class ChatServer:
+    """Scripted chat completions; ``faults`` are used up one per request, in arrival order."""
+
+    def __init__(self) -> None:
+        self.faults: list[str] = []  # "429", "500", "slow", "malformed"
+        self.unparseable = 0  # this many answer calls get a reply without a final line
+        self.slow = 1.0  # seconds a "slow" reply takes
+        self.requests = 0
+        self.authorization: set[str] = set()
+        self.lock = threading.Lock()
+
+    def reply(self, headers, body: dict) -> tuple[int, dict, bytes]:
+        with self.lock:
+            self.requests += 1
+            self.authorization.add(headers.get("Authorization", ""))
+            fault = self.faults.pop(0) if self.faults else None
+            content = body["messages"][-1]["content"]
+            asks_question = content.startswith("Here is an example question")
+            unparseable = not asks_question and self.unparseable > 0
+            self.unparseable -= unparseable
+        if fault == "429":
+            return 429, {"Retry-After": "0.1"}, b'{"error": {"message": "slow down"}}'
+        if fault == "500":
+            return 500, {}, b'{"error": {"message": "boom"}}'
+        if fault == "malformed":
+            return 200, {}, b'{"id": "x", "choices": [{'
+        if fault == "slow":
+            time.sleep(self.slow)
+        if asks_question:
+            text = f"Question: what is 6 x 7, case {hashlib.sha256(content.encode()).hexdigest()[:8]}?"
+        else:
+            text = "I am not sure." if unparseable else ANSWER
+        data = {
+            "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": len(content.split()), "completion_tokens": len(text.split()),
+                      "total_tokens": len(content.split()) + len(text.split())},
+        }
+        return 200, {}, json.dumps(data).encode()
+
+
+@pytest.fixture
+def server():
+    chat = ChatServer()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            status, headers, data = chat.reply(self.headers, body)
+            try:
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client gave up on a slow reply
+                pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    chat.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    yield chat
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def api_key(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+    return KEY
+
+
+class PlainTask(Task):
+    def load(self, seed):
+        raise NotImplementedError
+
+    def check(self, sample, completion):
+        return self.extract(completion) == sample.final
+
+
+SEEDS = [Sample.create(f"What is {a} + {b}?", f"#### {a + b}", final=str(a + b)) for a, b in [(1, 2), (3, 4), (5, 6), (7, 8)]]
+
+
+def make_teacher(server, run_dir, **params):
+    options = {"model": "openai/test-model", "api_base": server.url, "api_key_env": KEY_ENV, "timeout": 0.5,
+               "max_retries": 3, "backoff": 0.01, "concurrency": 4, **params}
+    teacher = LiteLLMTeacher(LiteLLMTeacher.Params(**options))
+    teacher.bind(PlainTask())
+    teacher.open(run_dir)
+    return teacher
+
+
+def journal_rows(run_dir):
+    with sqlite3.connect(run_dir / FILENAME) as db:
+        return db.execute("SELECT response, prompt_tokens, completion_tokens, cost, retries, error FROM calls").fetchall()
+
+
+def test_faults_are_retried_unusable_answers_dropped_and_a_rerun_sends_nothing(server, api_key, tmp_path):
+    server.faults = ["429", "500", "slow", "malformed"]
+    server.unparseable = 1
+    started = time.monotonic()
+    generations = make_teacher(server, tmp_path).generate(SEEDS, round=1, seed=7)
+    assert time.monotonic() - started < 20
+    dropped = [g for g in generations if g.dropped]
+    assert len(dropped) == 1 and dropped[0].dropped.startswith("no final answer")
+    kept = [g.sample for g in generations if g.sample and not g.dropped]
+    assert len(kept) == 3 and all(s.final == "42" and s.source == "litellm" for s in kept)
+    # 8 calls answered (a question and an answer per seed); each fault cost one more request.
+    assert server.requests == 8 + 4 and sum(g.calls for g in generations) == 8
+    rows = journal_rows(tmp_path)
+    assert len(rows) == 8 and all(error is None for *_, error in rows)
+    assert sum(r[4] for r in rows) == 4  # the retries, counted per call
+    assert all(prompt > 0 and completion > 0 and cost == 0.0 for _, prompt, completion, cost, _, _ in rows)
+    assert server.authorization == {f"Bearer {KEY}"}
+
+    again = make_teacher(server, tmp_path).generate(SEEDS, round=1, seed=7)  # a new process, same journal
+    assert server.requests == 12  # nothing sent
+    assert [g.sample for g in again] == [g.sample for g in generations] and all(g.calls == 0 for g in again)
+
+
+def test_retry_after_is_honoured_instead_of_the_backoff(server, api_key, tmp_path):
+    server.faults = ["429"]
+    teacher = make_teacher(server, tmp_path, backoff=30)  # a backoff this long would time the test out
+    started = time.monotonic()
+    (completion,) = teacher.complete([[{"role": "user", "content": "Answer: 6 x 7"}]], teacher.sampling(1))
+    assert 0.1 <= time.monotonic() - started < 5
+    assert completion.text == ANSWER and completion.retries == 1 and server.requests == 2
+
+
+def test_cost_comes_from_the_offline_cost_map(server, api_key, tmp_path):
+    teacher = make_teacher(server, tmp_path, model="openai/gpt-4o-mini")
+    (c,) = teacher.complete([[{"role": "user", "content": "Answer: 6 x 7 please"}]], teacher.sampling(1))
+    prices = litellm.model_cost["gpt-4o-mini"]
+    expected = c.prompt_tokens * prices["input_cost_per_token"] + c.completion_tokens * prices["output_cost_per_token"]
+    assert (c.prompt_tokens, c.completion_tokens) == (5, len(ANSWER.split()))
+    assert c.cost == pytest.approx(expected) and c.cost > 0
+
+
+def test_a_call_that_keeps_failing_is_an_error_after_its_retries_and_journaled(server, api_key, tmp_path):
+    server.faults = ["500"] * 10
+    teacher = make_teacher(server, tmp_path, max_retries=2)
+    with pytest.raises(TeacherCallError, match="failed after 2 retries: InternalServerError"):
+        teacher.generate(SEEDS[:1], round=1, seed=7)
+    assert server.requests == 3
+    (row,) = journal_rows(tmp_path)
+    assert row[0] is None and "after 2 retries" in row[5] and KEY not in row[5]
+
+
+def test_a_missing_api_key_variable_is_one_line_before_any_request(server, write_recipe, tmp_path, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    result = CliRunner().invoke(build_app(), [
+        "run", str(write_recipe()), "-o", str(tmp_path / "runs"), "--set", "teacher.name=litellm",
+        "--set", "teacher.params.model=openai/test-model", "--set", f"teacher.params.api_base={server.url}",
+        "--set", f"teacher.params.api_key_env={KEY_ENV}",
+    ])
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert "\n" not in line and line.startswith("Error:") and f"environment variable {KEY_ENV} is not set" in line, line
+    assert server.requests == 0
+
+
+def test_a_one_round_loop_completes_and_the_key_is_in_no_file_of_the_run(server, api_key, write_recipe, tmp_path):
+    server.faults = ["429", "500", "malformed"]
+    server.unparseable = 2
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(build_app(), [
+        "run", str(write_recipe()), "-o", str(out), "--set", "loop.rounds=1", "--set", "teacher.name=litellm",
+        "--set", "teacher.params.model=openai/test-model", "--set", f"teacher.params.api_base={server.url}",
+        "--set", f"teacher.params.api_key_env={KEY_ENV}", "--set", "teacher.params.backoff=0.01",
+        "--set", "teacher.params.timeout=5",
+    ])
+    assert result.exit_code == 0, result.output
+    assert KEY not in result.output
+    (run,) = out.iterdir()
+    dropped = [json.loads(line) for line in (run / "round-001" / "dropped.jsonl").read_text().splitlines()]
+    assert sum(d["reason"].startswith("no final answer") for d in dropped) == 2
+    assert len((run / "round-001" / "synthetic.jsonl").read_text().splitlines()) == 6 - len(dropped)
+    journal = Journal(run / FILENAME)
+    assert journal.count() == 12 and journal.count(errors=True) == 0  # a question and an answer per seed
+    assert server.requests == 12 + 3
+    assert server.authorization == {f"Bearer {KEY}"}  # the key was used ...
+    files = [p for p in run.rglob("*") if p.is_file()]
+    assert any(p.name == FILENAME for p in files)
+    for path in files:  # ... and written nowhere
+        assert KEY.encode() not in path.read_bytes(), path
