@@ -10,6 +10,7 @@ tests are skipped.
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -39,7 +40,9 @@ class ChatServer:
         self.faults: list[str] = []  # "429", "500", "slow", "malformed"
         self.unparseable = 0  # this many answer calls get a reply without a final line
         self.slow = 1.0  # seconds a "slow" reply takes
+        self.delay = 0.0  # seconds every reply takes
         self.requests = 0
+        self.in_flight = self.peak = 0  # requests being answered now, and at most
         self.authorization: set[str] = set()
         self.lock = threading.Lock()
 
@@ -83,7 +86,13 @@ def server():
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with chat.lock:
+                chat.in_flight += 1
+                chat.peak = max(chat.peak, chat.in_flight)
+            time.sleep(chat.delay)
             status, headers, data = chat.reply(self.headers, body)
+            with chat.lock:
+                chat.in_flight -= 1
             try:
                 self.send_response(status)
                 for name, value in {"Content-Type": "application/json", **headers}.items():
@@ -185,6 +194,24 @@ def test_a_call_that_keeps_failing_is_an_error_after_its_retries_and_journaled(s
     assert server.requests == 3
     (row,) = journal_rows(tmp_path)
     assert row[0] is None and "after 2 retries" in row[5] and KEY not in row[5]
+
+
+def test_concurrency_is_bounded(server, api_key, tmp_path):
+    server.delay = 0.2
+    teacher = make_teacher(server, tmp_path, concurrency=2)
+    prompts = [[{"role": "user", "content": f"Answer: {i} x 7"}] for i in range(6)]
+    started = time.monotonic()
+    assert [c.text for c in teacher.complete(prompts, teacher.sampling(1))] == [ANSWER] * 6
+    assert server.peak == 2 and 0.6 <= time.monotonic() - started < 10
+
+
+def test_an_unreachable_api_base_is_a_clear_error_after_the_retries(api_key, tmp_path):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    teacher = make_teacher(type("Down", (), {"url": f"http://127.0.0.1:{port}/v1"}), tmp_path, max_retries=1)
+    with pytest.raises(TeacherCallError, match=f"openai/test-model at http://127.0.0.1:{port}/v1 failed after 1 retries: .*Connection error"):
+        teacher.generate(SEEDS[:1], round=1, seed=7)
 
 
 def test_a_missing_api_key_variable_is_one_line_before_any_request(server, write_recipe, tmp_path, monkeypatch):

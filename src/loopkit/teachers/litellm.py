@@ -99,6 +99,7 @@ class LiteLLMTeacher(LLMTeacher):
 
     async def _complete_one(self, litellm: Any, messages: Messages, params: dict[str, Any], key: str | None) -> Completion:
         p = self.params
+        target = p.model + (f" at {p.api_base}" if p.api_base else "")
         retries = 0
         while True:
             try:
@@ -109,10 +110,10 @@ class LiteLLMTeacher(LLMTeacher):
                 break
             except Exception as exc:
                 if not _retryable(litellm, exc):
-                    raise TeacherCallError(f"teacher call to {p.model} failed: {type(exc).__name__}: {exc}") from None
+                    raise TeacherCallError(f"teacher call to {target} failed: {type(exc).__name__}: {exc}") from None
                 if retries >= p.max_retries:
                     raise TeacherCallError(
-                        f"teacher call to {p.model} failed after {retries} retries: {type(exc).__name__}: {exc}") from None
+                        f"teacher call to {target} failed after {retries} retries: {type(exc).__name__}: {exc}") from None
                 retries += 1
                 await asyncio.sleep(self._delay(retries, _retry_after(exc)))
         usage = getattr(response, "usage", None)
