@@ -37,7 +37,7 @@ class ChatServer:
     """Scripted chat completions; ``faults`` are used up one per request, in arrival order."""
 
     def __init__(self) -> None:
-        self.faults: list[str] = []  # "429", "500", "slow", "malformed"
+        self.faults: list[str] = []  # "429", "500", "slow", "malformed", or "ok"
         self.unparseable = 0  # this many answer calls get a reply without a final line
         self.slow = 1.0  # seconds a "slow" reply takes
         self.delay = 0.0  # seconds every reply takes
@@ -194,6 +194,16 @@ def test_a_call_that_keeps_failing_is_an_error_after_its_retries_and_journaled(s
     assert server.requests == 3
     (row,) = journal_rows(tmp_path)
     assert row[0] is None and "after 2 retries" in row[5] and KEY not in row[5]
+
+
+def test_the_answered_calls_of_a_failed_batch_are_kept(server, api_key, tmp_path):
+    server.faults = ["ok", "500"]  # one at a time: the first question is answered, the second fails for good
+    with pytest.raises(TeacherCallError, match="failed after 0 retries"):
+        make_teacher(server, tmp_path, concurrency=1, max_retries=0).generate(SEEDS[:2], round=1, seed=7)
+    assert [r[5] is None for r in journal_rows(tmp_path)] == [True, False]
+    generations = make_teacher(server, tmp_path).generate(SEEDS[:2], round=1, seed=7)
+    assert server.requests == 2 + 1 + 2  # the failed question again, then both answers
+    assert [g.calls for g in generations] == [1, 2] and all(g.sample.final == "42" for g in generations)
 
 
 def test_concurrency_is_bounded(server, api_key, tmp_path):

@@ -23,11 +23,14 @@ from pydantic import Field
 
 from loopkit.errors import LoopkitError
 from loopkit.tasks.base import Task
-from loopkit.teachers.llm import Completion, LLMTeacher, LLMTeacherParams, Messages
+from loopkit.teachers.llm import BatchError, Completion, LLMTeacher, LLMTeacherParams, Messages
 
 
-class TeacherCallError(LoopkitError):
+class TeacherCallError(BatchError):
     """A teacher call that still failed after its retries."""
+
+    def __init__(self, message: str, completions: list[Completion | None] | None = None) -> None:
+        super().__init__(message, completions or [])
 
 
 class LiteLLMTeacher(LLMTeacher):
@@ -80,14 +83,18 @@ class LiteLLMTeacher(LLMTeacher):
         key = self._api_key()
         if self._loop is None:
             self._loop = asyncio.new_event_loop()  # one loop for the teacher's life: litellm keeps state on it
-        try:
-            return self._loop.run_until_complete(self._complete_all(prompts, params, key))
-        except TeacherCallError as exc:
-            if key and key in str(exc):  # never let a key reach the journal or a log
-                raise TeacherCallError(str(exc).replace(key, "***")) from None
-            raise
+        results = self._loop.run_until_complete(self._complete_all(prompts, params, key))
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if not failed:
+            return results
+        bugs = [r for r in failed if not isinstance(r, TeacherCallError)]
+        if bugs:
+            raise bugs[0]
+        more = f" ({len(failed) - 1} more calls of this batch failed too)" if len(failed) > 1 else ""
+        raise TeacherCallError(f"{failed[0]}{more}", [None if isinstance(r, BaseException) else r for r in results])
 
-    async def _complete_all(self, prompts: list[Messages], params: dict[str, Any], key: str | None) -> list[Completion]:
+    async def _complete_all(self, prompts: list[Messages], params: dict[str, Any], key: str | None) -> list[Any]:
+        """Each conversation's Completion, or the exception that ended its call."""
         litellm = _litellm()
         gate = asyncio.Semaphore(self.params.concurrency)
 
@@ -95,7 +102,7 @@ class LiteLLMTeacher(LLMTeacher):
             async with gate:
                 return await self._complete_one(litellm, messages, params, key)
 
-        return list(await asyncio.gather(*(one(m) for m in prompts)))
+        return list(await asyncio.gather(*(one(m) for m in prompts), return_exceptions=True))
 
     async def _complete_one(self, litellm: Any, messages: Messages, params: dict[str, Any], key: str | None) -> Completion:
         p = self.params
@@ -109,11 +116,13 @@ class LiteLLMTeacher(LLMTeacher):
                 )
                 break
             except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if key:
+                    error = error.replace(key, "***")  # never let a key reach the journal or a log
                 if not _retryable(litellm, exc):
-                    raise TeacherCallError(f"teacher call to {target} failed: {type(exc).__name__}: {exc}") from None
+                    raise TeacherCallError(f"teacher call to {target} failed: {error}") from None
                 if retries >= p.max_retries:
-                    raise TeacherCallError(
-                        f"teacher call to {target} failed after {retries} retries: {type(exc).__name__}: {exc}") from None
+                    raise TeacherCallError(f"teacher call to {target} failed after {retries} retries: {error}") from None
                 retries += 1
                 await asyncio.sleep(self._delay(retries, _retry_after(exc)))
         usage = getattr(response, "usage", None)

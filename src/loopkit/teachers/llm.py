@@ -11,7 +11,8 @@ there is not sent again. ``Generation.calls`` counts the calls actually sent to 
 sample replayed from the journal costs 0 calls.
 
 A subclass implements only ``complete`` (one batch of chat conversations in, one ``Completion``
-each out) and names its ``backend`` and ``model_id``.
+each out) and names its ``backend`` and ``model_id``. When some calls of a batch fail for good,
+``complete`` may raise ``BatchError`` with the others' completions, which the journal then keeps.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from loopkit.component import Params
+from loopkit.errors import LoopkitError
 from loopkit.journal import FILENAME, Journal, call_key
 from loopkit.records import Sample, normalize_question
 from loopkit.seeding import derive_seed
@@ -55,6 +57,14 @@ class Completion:
     completion_tokens: int = 0
     cost: float = 0.0  # USD
     retries: int = 0  # attempts that failed (and were retried) before this answer
+
+
+class BatchError(LoopkitError):
+    """Some calls of a batch failed for good; ``completions`` holds the others' answers (None where one failed)."""
+
+    def __init__(self, message: str, completions: list[Completion | None]) -> None:
+        super().__init__(message)
+        self.completions = completions
 
 
 def template_variables(template: str) -> set[str]:
@@ -178,20 +188,16 @@ class LLMTeacher(Teacher):
             try:
                 completions = self.complete(list(sent.values()), params)
             except Exception as exc:
+                # A batch's wall time is shared equally by its calls. The calls of a failed batch that
+                # were answered are kept: a re-run does not pay for them again.
                 latency = (time.monotonic() - clock) / len(missing)
-                for key, conversation in sent.items():
-                    self.journal.record(key, backend=self.backend, model=self.model_id,
-                                        request={"messages": conversation, "params": params},
-                                        latency=latency, error=f"{type(exc).__name__}: {exc}")
+                answered = exc.completions if isinstance(exc, BatchError) else [None] * len(sent)
+                for (key, conversation), c in zip(sent.items(), answered):
+                    self._record(key, conversation, params, c, latency, error=f"{type(exc).__name__}: {exc}" if c is None else None)
                 raise
-            # A batch's wall time is shared equally by its calls.
             latency = (time.monotonic() - clock) / len(missing)
             for (key, conversation), c in zip(sent.items(), completions):
-                self.journal.record(
-                    key, backend=self.backend, model=self.model_id, request={"messages": conversation, "params": params},
-                    response=c.text, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, cost=c.cost,
-                    latency=latency, retries=c.retries,
-                )
+                self._record(key, conversation, params, c, latency)
                 texts[key] = c.text
         charged = set()
         calls = []
@@ -199,6 +205,16 @@ class LLMTeacher(Teacher):
             calls.append(1 if key in sent and key not in charged else 0)
             charged.add(key)
         return [texts[k] for k in keys], calls
+
+    def _record(self, key: str, conversation: Messages, params: dict[str, Any], c: Completion | None, latency: float,
+                error: str | None = None) -> None:
+        request = {"messages": conversation, "params": params}
+        if c is None:
+            self.journal.record(key, backend=self.backend, model=self.model_id, request=request, latency=latency, error=error)
+        else:
+            self.journal.record(key, backend=self.backend, model=self.model_id, request=request, response=c.text,
+                                prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, cost=c.cost,
+                                latency=latency, retries=c.retries)
 
 
 def _strip_question(text: str) -> str:
