@@ -8,7 +8,7 @@ from loopkit.tasks.base import Task, TaskData
 from loopkit.testing import registered
 from loopkit.records import Sample
 
-COMMANDS = ["run", "validate", "list-plugins", "env"]
+COMMANDS = ["run", "validate", "export", "list-plugins", "env"]
 
 
 def invoke(*args, **kwargs):

@@ -117,6 +117,20 @@ def build_app() -> typer.Typer:
             highlight=False,
         )
 
+    @app.command()
+    def export(
+        run_dir: Path = typer.Argument(..., help="The run directory (as printed by `loopkit run`)."),
+        to: Path = typer.Option(..., "--to", help="A new (or empty) directory for model/ and data/."),
+        round: Optional[int] = typer.Option(None, "--round", help="The round whose student to export (default: the last one with a saved model)."),
+        merge: bool = typer.Option(False, "--merge", help="Merge a LoRA adapter into its base model instead of copying the adapter."),
+    ) -> None:
+        """Export a run's student as an HF model directory and its synthetic data as a datasets dataset."""
+        from loopkit.export import export_run
+
+        result = export_run(run_dir, to, round, merge)
+        console.print(f"round {result.round} student ({result.model_kind}): {result.model_dir}", highlight=False)
+        console.print(f"synthetic data ({result.rows} rows, card README.md): {result.data_dir}", highlight=False)
+
     @app.command("list-plugins")
     def list_plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
         """Every task, model, teacher, selector and trainer, and where it comes from."""

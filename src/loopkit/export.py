@@ -1,0 +1,165 @@
+"""Export a run: the student of one round as a standard HF model directory, and the synthetic data
+of rounds 1..N as a ``datasets`` dataset with a card (recipe, versions, the "synthetic" tag).
+
+No printing: the CLI says where things went.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from loopkit.errors import LoopkitError
+from loopkit.records import read_samples
+from loopkit.rundir import COMPLETE
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    round: int
+    model_dir: Path
+    model_kind: str  # "full", "adapter" or "merged"
+    data_dir: Path
+    rows: int
+
+
+def _round_dir(run: Path, round: int) -> Path:
+    return run / f"round-{round:03d}"
+
+
+def _model_dir(run: Path, round: int) -> Path:
+    return _round_dir(run, round) / "train" / "model"
+
+
+def _complete_rounds(run: Path) -> list[int]:
+    rounds = []
+    for path in run.glob("round-*"):
+        suffix = path.name.removeprefix("round-")
+        if suffix.isdigit() and (path / COMPLETE).exists():
+            rounds.append(int(suffix))
+    return sorted(rounds)
+
+
+def pick_round(run: Path, round: int | None) -> int:
+    """``round`` if it is complete and has a saved model; by default the last such round."""
+    if round is None:
+        with_model = [t for t in _complete_rounds(run) if _model_dir(run, t).is_dir()]
+        if not with_model:
+            raise LoopkitError(f"{run} has no complete round with a saved model (train/model); nothing to export")
+        return with_model[-1]
+    if not _round_dir(run, round).is_dir():
+        raise LoopkitError(f"{run} has no round {round}; complete rounds: {_complete_rounds(run) or 'none'}")
+    if not (_round_dir(run, round) / COMPLETE).exists():
+        raise LoopkitError(f"round {round} of {run} is incomplete (no {COMPLETE} marker); choose a complete round")
+    if not _model_dir(run, round).is_dir():
+        raise LoopkitError(
+            f"round {round} of {run} has no saved model (train/model); round 0 is the untrained student, "
+            "and trainer.params.save_model: false saves none"
+        )
+    return round
+
+
+def _check_target(target: Path) -> None:
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise LoopkitError(f"{target} exists and is not an empty directory; choose a new --to directory")
+
+
+def _remove(target: Path, keep_dir: bool) -> None:
+    for path in target.iterdir() if keep_dir else [target]:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def export_model(source: Path, target: Path, merge: bool) -> str:
+    """Copy the student (full weights or a LoRA adapter), or merge an adapter into its base."""
+    if not (source / ADAPTER_CONFIG).exists():
+        shutil.copytree(source, target)
+        return "full"
+    if not merge:
+        shutil.copytree(source, target)
+        return "adapter"
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base_path = json.loads((source / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base_path:
+        raise LoopkitError(
+            f"cannot merge: {source / ADAPTER_CONFIG} names no base model (base_model_name_or_path is empty, as for "
+            "a student built in code); export without --merge to get the adapter"
+        )
+    try:
+        base = AutoModelForCausalLM.from_pretrained(base_path)
+    except (OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LoopkitError(
+            f"cannot merge: the base model '{base_path}' named in {source / ADAPTER_CONFIG} cannot be loaded offline "
+            f"({reason}); export without --merge to get the adapter"
+        ) from None
+    merged = PeftModel.from_pretrained(base, str(source)).merge_and_unload()
+    merged.save_pretrained(target)
+    AutoTokenizer.from_pretrained(source).save_pretrained(target)
+    return "merged"
+
+
+def synthetic_rows(run: Path, round: int) -> list[dict]:
+    """Every synthetic sample of rounds 1..``round``; ``meta`` as a JSON string (its shape varies)."""
+    rows = []
+    for t in range(1, round + 1):
+        path = _round_dir(run, t) / "synthetic.jsonl"
+        if path.exists():
+            for s in read_samples(path):
+                rows.append({**s.model_dump(exclude={"meta"}), "meta": json.dumps(s.meta, ensure_ascii=False)})
+    return rows
+
+
+def dataset_card(run: Path, round: int, rows: int) -> str:
+    """A dataset card: YAML front matter with the tags, then the run's recipe and versions."""
+    recipe = run / "recipe.yaml"
+    manifest = run / "manifest.json"
+    recipe_text = recipe.read_text(encoding="utf-8").rstrip() if recipe.exists() else "# not recorded in this run directory"
+    manifest_text = manifest.read_text(encoding="utf-8").rstrip() if manifest.exists() else "{}"
+    return (
+        "---\ntags:\n- synthetic\n- loopkit\n---\n\n"
+        f"# Synthetic data from the loopkit run `{run.name}`\n\n"
+        f"{rows} synthetic samples written by the teacher in rounds 1-{round} of the closed loop "
+        "(each round's `synthetic.jsonl`). Columns follow loopkit's `Sample`; `meta` is a JSON string.\n\n"
+        f"## Recipe\n\n```yaml\n{recipe_text}\n```\n\n"
+        f"## Versions\n\n```json\n{manifest_text}\n```\n"
+    )
+
+
+def _features():
+    from datasets import Features, Value
+
+    text = Value("string")
+    return Features({
+        "id": text, "question": text, "answer": text, "final": text, "source": text, "seed_id": text,
+        "round": Value("int64"), "meta": text,
+    })
+
+
+def export_run(run_dir: str | Path, to: str | Path, round: int | None = None, merge: bool = False) -> ExportResult:
+    """Write ``to/model`` (the student of ``round``) and ``to/data`` (its synthetic data and card)."""
+    run, target = Path(run_dir), Path(to)
+    if not run.is_dir() or not (_round_dir(run, 0)).is_dir():
+        raise LoopkitError(f"{run} is not a loopkit run directory (no round-000); give the directory `loopkit run` printed")
+    round = pick_round(run, round)
+    _check_target(target)
+    import datasets
+
+    datasets.disable_progress_bars()
+    rows = synthetic_rows(run, round)
+    created = not target.exists()
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        kind = export_model(_model_dir(run, round), target / "model", merge)
+        data_dir = target / "data"
+        datasets.Dataset.from_list(rows, features=_features()).save_to_disk(str(data_dir))
+        (data_dir / "README.md").write_text(dataset_card(run, round, len(rows)), encoding="utf-8")
+    except BaseException:  # no half-written export left behind
+        _remove(target, keep_dir=not created)
+        raise
+    return ExportResult(round, target / "model", kind, data_dir, len(rows))
