@@ -1,20 +1,17 @@
 """The litellm teacher against a real OpenAI-compatible HTTP server on 127.0.0.1, with litellm as the client.
 
-The server (stdlib ``ThreadingHTTPServer``) scripts its answers: call 1 gets a new question, call 2
-a worked answer ending in ``#### 42``. Faults are queued one per request: a 429 with Retry-After,
-a 500, an answer slower than the teacher's timeout, malformed JSON. litellm is in the ``test``
-extra (``pip install -e '.[test]'``, or ``pip install 'loopkit[litellm]'``); without it these
-tests are skipped.
+The server (``loopkit.testing_server.ChatServer``, a stdlib ``ThreadingHTTPServer``) scripts its
+answers: call 1 gets a new question, call 2 a worked answer ending in ``#### 42``. Faults are queued
+one per request: a 429 with Retry-After, a 500, an answer slower than the teacher's timeout,
+malformed JSON. litellm is in the ``test`` extra (``pip install -e '.[test]'``, or
+``pip install 'loopkit[litellm]'``); without it these tests are skipped.
 """
 
-import hashlib
 import json
 import os
 import socket
 import sqlite3
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from typer.testing import CliRunner
@@ -27,91 +24,16 @@ from loopkit.journal import FILENAME, Journal  # noqa: E402
 from loopkit.records import Sample  # noqa: E402
 from loopkit.tasks.base import Task  # noqa: E402
 from loopkit.teachers.litellm import LiteLLMTeacher, TeacherCallError  # noqa: E402
+from loopkit.testing_server import ANSWER, ChatServer  # noqa: E402
 
 KEY_ENV = "LOOPKIT_TEST_LITELLM_KEY"
 KEY = "sk-loopkit-test-0123456789abcdef"
-ANSWER = "6 * 7 = 42\n#### 42"
-
-
-class ChatServer:
-    """Scripted chat completions; ``faults`` are used up one per request, in arrival order."""
-
-    def __init__(self) -> None:
-        self.faults: list[str] = []  # "429", "500", "slow", "malformed", or "ok"
-        self.unparseable = 0  # this many answer calls get a reply without a final line
-        self.slow = 1.0  # seconds a "slow" reply takes
-        self.delay = 0.0  # seconds every reply takes
-        self.requests = 0
-        self.in_flight = self.peak = 0  # requests being answered now, and at most
-        self.authorization: set[str] = set()
-        self.lock = threading.Lock()
-
-    def reply(self, headers, body: dict) -> tuple[int, dict, bytes]:
-        with self.lock:
-            self.requests += 1
-            self.authorization.add(headers.get("Authorization", ""))
-            fault = self.faults.pop(0) if self.faults else None
-            content = body["messages"][-1]["content"]
-            asks_question = content.startswith("Here is an example question")
-            unparseable = not asks_question and self.unparseable > 0
-            self.unparseable -= unparseable
-        if fault == "429":
-            return 429, {"Retry-After": "0.1"}, b'{"error": {"message": "slow down"}}'
-        if fault == "500":
-            return 500, {}, b'{"error": {"message": "boom"}}'
-        if fault == "malformed":
-            return 200, {}, b'{"id": "x", "choices": [{'
-        if fault == "slow":
-            time.sleep(self.slow)
-        if asks_question:
-            text = f"Question: what is 6 x 7, case {hashlib.sha256(content.encode()).hexdigest()[:8]}?"
-        else:
-            text = "I am not sure." if unparseable else ANSWER
-        data = {
-            "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": len(content.split()), "completion_tokens": len(text.split()),
-                      "total_tokens": len(content.split()) + len(text.split())},
-        }
-        return 200, {}, json.dumps(data).encode()
 
 
 @pytest.fixture
 def server():
-    chat = ChatServer()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with chat.lock:
-                chat.in_flight += 1
-                chat.peak = max(chat.peak, chat.in_flight)
-            time.sleep(chat.delay)
-            status, headers, data = chat.reply(self.headers, body)
-            with chat.lock:
-                chat.in_flight -= 1
-            try:
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except OSError:  # the client gave up on a slow reply
-                pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    chat.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    yield chat
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with ChatServer() as chat:
+        yield chat
 
 
 @pytest.fixture
