@@ -100,3 +100,17 @@ def test_a_failed_round_keeps_the_finished_rounds(write_recipe, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert [r["round"] for r in summary["rounds"]] == [0, 1]
     assert not list(run.rglob("*.tmp"))
+
+
+def test_a_relative_output_directory_keeps_every_file_in_the_run_directory(write_recipe, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from loopkit.cli import build_app
+
+    recipe = write_recipe()
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(build_app(), ["run", str(recipe), "--set", "loop.rounds=1", "-o", "rel"])
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "rel").iterdir()
+    assert sorted(p.name for p in run.iterdir()) == ["manifest.json", "recipe.yaml", "round-000", "round-001", "summary.json"]
+    assert (run / "round-001" / "synthetic.jsonl").exists() and (run / "round-001" / "COMPLETE").exists()

@@ -26,7 +26,8 @@ def _dump(row: Any) -> str:
 
 class RunDir:
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+        # Absolute, so paths built from it (round_dir) stay valid when joined to it again.
+        self.path = Path(path).absolute()
 
     @classmethod
     def create(cls, parent: str | Path, name: str) -> "RunDir":
