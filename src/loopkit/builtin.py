@@ -15,6 +15,7 @@ def register_tasks(register):
 def register_models(register):
     register("tiny", "loopkit.models.tiny:TinyModel")
     register("hf", "loopkit.models.hf:HFModel")
+    register("smollm2-135m-instruct", "loopkit.models.smollm2:SmolLM2Model")
 
 
 @hookimpl

