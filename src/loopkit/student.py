@@ -77,22 +77,37 @@ class Student:
 
     def generate(self, prompts: Sequence[str], advance: Advance = _noop) -> list[str]:
         """Greedy answers to rendered prompts, in input order."""
+        return [text for text, _, _ in self.generate_counted(prompts, advance=advance)]
+
+    def generate_counted(self, prompts: Sequence[str], sampling: dict[str, float] | None = None,
+                         advance: Advance = _noop) -> list[tuple[str, int, int]]:
+        """``(answer, prompt tokens, answer tokens up to EOS)`` per prompt, in input order.
+
+        Greedy unless ``sampling`` gives a ``temperature`` > 0 (and optionally ``top_p``); the
+        caller seeds torch for reproducible sampling.
+        """
         import torch
 
+        options = {"do_sample": False}
+        if sampling and sampling.get("temperature", 0) > 0:
+            options = {"do_sample": True, "temperature": sampling["temperature"], "top_p": sampling.get("top_p", 1.0)}
+        eos = self.tokenizer.eos_token_id
         encoded = self._encode([self.render(p) for p in prompts])
-        answers: list[str] = [""] * len(prompts)
+        results: list[tuple[str, int, int]] = [("", 0, 0)] * len(prompts)
         with torch.inference_mode():
             for batch in self._batches([len(e) for e in encoded]):
                 ids, mask = self._left_pad([encoded[i] for i in batch])
                 out = self.model.generate(
-                    input_ids=ids, attention_mask=mask, max_new_tokens=self.max_new_tokens, do_sample=False,
-                    pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+                    input_ids=ids, attention_mask=mask, max_new_tokens=self.max_new_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos, **options,
                 )
-                texts = self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
-                for i, text in zip(batch, texts):
-                    answers[i] = text
+                new = out[:, ids.shape[1] :]
+                texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+                for row, (i, text) in enumerate(zip(batch, texts)):
+                    tokens = new[row].tolist()
+                    results[i] = (text, len(encoded[i]), tokens.index(eos) + 1 if eos in tokens else len(tokens))
                 advance(len(batch))
-        return answers
+        return results
 
     def token_nll(self, prompts: Sequence[str], completions: Sequence[str], advance: Advance = _noop) -> list[np.ndarray]:
         """Per-token negative log-likelihood of each completion (then EOS) after its prompt."""

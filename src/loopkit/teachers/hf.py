@@ -71,7 +71,6 @@ class HFTeacher(LLMTeacher):
             cls = registry().load("model", spec.name)
             # The weights must not depend on the run seed: the model is part of every journal key.
             model, tokenizer = cls(cls.Params.model_validate(spec.params)).load(0)
-            tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
             self._loaded = model, tokenizer
@@ -80,32 +79,12 @@ class HFTeacher(LLMTeacher):
     def complete(self, prompts: list[Messages], params: dict[str, Any]) -> list[Completion]:
         import torch
 
+        from loopkit.student import Student
+
         model, tokenizer = self._load()
-        chat = getattr(tokenizer, "chat_template", None) is not None
-        if chat:
-            texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in prompts]
-        else:
-            texts = ["\n\n".join(turn["content"] for turn in m) + "\n" for m in prompts]
-        sample = params["temperature"] > 0
-        options = {"temperature": params["temperature"], "top_p": params["top_p"]} if sample else {}
-        out: list[Completion] = []
-        with torch.inference_mode(), torch.random.fork_rng(devices=[]):
+        # The LLM-teacher protocol sends one user turn per call; Student renders it (chat template or not).
+        student = Student(model, tokenizer, self.params.batch_size, params["max_new_tokens"])
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(params["seed"])
-            for start in range(0, len(texts), self.params.batch_size):
-                # A chat template already contains the special tokens it wants.
-                batch = tokenizer(texts[start : start + self.params.batch_size], return_tensors="pt", padding=True,
-                                  add_special_tokens=not chat).to(model.device)
-                generated = model.generate(
-                    **batch, do_sample=sample, max_new_tokens=params["max_new_tokens"],
-                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **options,
-                )
-                new = generated[:, batch["input_ids"].shape[1] :]
-                for row, text in zip(range(len(new)), tokenizer.batch_decode(new, skip_special_tokens=True)):
-                    out.append(Completion(text, int(batch["attention_mask"][row].sum()), _length(new[row], tokenizer.eos_token_id)))
-        return out
-
-
-def _length(tokens: Any, eos: int | None) -> int:
-    """Generated tokens up to and including the first EOS (the rest is padding)."""
-    ids = tokens.tolist()
-    return ids.index(eos) + 1 if eos in ids else len(ids)
+            outputs = student.generate_counted([m[-1]["content"] for m in prompts], params)
+        return [Completion(text, prompt_tokens, new_tokens) for text, prompt_tokens, new_tokens in outputs]
