@@ -183,3 +183,23 @@ def test_a_one_round_loop_completes_and_the_key_is_in_no_file_of_the_run(server,
     assert any(p.name == FILENAME for p in files)
     for path in files:  # ... and written nowhere
         assert KEY.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("selector, signal, calls_per_seed", [("llm-judge", "judge_score", 1), ("lion", "referee_gap", 2)])
+def test_the_api_teacher_judges_for_the_selector_and_every_call_is_charged(
+        server, api_key, write_recipe, tmp_path, selector, signal, calls_per_seed):
+    from conftest import run_recipe
+
+    overrides = ["loop.rounds=1", f"selector.name={selector}", "teacher.name=litellm",
+                 "teacher.params={model: openai/test-model, api_key_env: " + KEY_ENV + ", backoff: 0.01, timeout: 5, "
+                 f"api_base: '{server.url}'}}"]
+    result, resolved = run_recipe(write_recipe(), tmp_path, overrides)
+    run = result.run_dir.path
+    signals = [json.loads(line) for line in (run / "round-001" / "pool_signals.jsonl").read_text().splitlines()]
+    pool = len(signals)
+    scores = [s[signal] for s in signals]
+    assert all(isinstance(x, float) and x == x for x in scores) and len(set(scores)) > 1  # parsed, and they differ
+    metrics = json.loads((run / "round-001" / "metrics.json").read_text())
+    assert metrics["selector_teacher_calls"] == calls_per_seed * pool  # the seeds have reference answers: no own-answer calls
+    assert result.rows[-1]["teacher_calls"] == calls_per_seed * pool + 2 * 6
+    assert Journal(run / FILENAME).count() == server.requests == result.rows[-1]["teacher_calls"]

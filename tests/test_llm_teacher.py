@@ -96,7 +96,7 @@ def test_an_answer_without_a_final_line_is_dropped_with_its_reason(tmp_path):
 @pytest.mark.parametrize(
     "template, message",
     [
-        ("Write a question like {question} about {topic}", "unknown template variable {topic}; the variables are {question}"),
+        ("Write a question like {question} about {topic}", "unknown template variable {topic}; the variables are {answer}, {answer_format}, {question}"),
         ("Write a question like {question", "not a valid format string"),
         ("Write a question", "the template must contain {question}"),
     ],
@@ -129,3 +129,68 @@ def test_hf_teacher_on_the_untrained_tiny_model_drops_its_garbage_with_reasons(w
     journal = Journal(run / FILENAME)
     calls = result.rows[-1]["teacher_calls"]
     assert 6 < calls <= 12 and journal.count() == calls  # one question call per seed, one answer call per question
+
+
+class Grader(Scripted):
+    """Answers judge and referee prompts with fixed grades (the teacher's answer scores 9, the student's 3)."""
+
+    def complete(self, prompts, params):
+        self.sent.append(prompts)
+        out = []
+        for messages in prompts:
+            text = messages[-1]["content"]
+            if text.startswith("Grade a student's answer"):
+                out.append(Completion("Looks wrong.\nScore: 2" if "answer: a wrong" in text else "Hmm, no grade."))
+            elif text.startswith("Two answers"):
+                first = text.split("Answer 1: ", 1)[1].split("\n\n", 1)[0]
+                mine = first.startswith("####") or first.startswith("teacher says")
+                out.append(Completion(f"Answer 1: {9 if mine else 3}\nAnswer 2: {3 if mine else 9}"))
+            else:
+                out.append(Completion("teacher says 4\n#### 4"))
+        return out
+
+
+def test_the_judge_parses_scores_and_gives_nan_where_there_is_none(tmp_path):
+    teacher = Grader()
+    teacher.bind(PlainTask())
+    teacher.open(tmp_path)
+    judged = teacher.judge(SEEDS, ["a wrong answer", "five"], seed=3)
+    assert judged.scores[0] == 2.0 and judged.scores[1] != judged.scores[1]  # NaN: no "Score: N"
+    assert judged.calls == 2
+    assert all(p["temperature"] == 0.0 for p in [json.loads(r)["params"] for (r,) in
+               Journal(tmp_path / FILENAME)._db.execute("SELECT request FROM calls")])
+
+
+def test_the_referee_grades_both_orders_and_writes_its_own_answer_where_no_reference(tmp_path):
+    teacher = Grader()
+    teacher.bind(PlainTask())
+    teacher.open(tmp_path)
+    no_reference = Sample.create("What is 3 + 1?")
+    judged = teacher.referee([SEEDS[0], no_reference], ["five", "six"], seed=3)
+    assert judged.scores == [6.0, 6.0]  # (9 - 3) in both orders
+    assert judged.calls == 2 * 2 + 1  # two orders per seed, plus the teacher's own answer to the seed without one
+
+
+def test_task_templates_are_the_default_and_the_recipe_overrides_them(tmp_path):
+    from loopkit.tasks.reasoning_gym import ReasoningGymTask
+
+    task = ReasoningGymTask(ReasoningGymTask.Params(generators=["basic_arithmetic"]))
+    teacher = Scripted()
+    teacher.bind(task)
+    seed = Sample.create("What is 2 + 2?", "#### 4", final="4")
+    assert "Answer: 4" in teacher._question_prompt(seed)  # the task's template shows the seed's answer
+    assert task.answer_format in teacher._render("answer", question="q")
+    custom = Scripted(Scripted.Params(question_template="Another like: {question}"))
+    custom.bind(task)
+    assert custom._question_prompt(seed) == "Another like: What is 2 + 2?"
+    rarer = seed.model_copy(update={"meta": {"prompt_variant": "rarer"}})
+    assert custom._question_prompt(rarer).startswith("Another like: What is 2 + 2? Make it rarer")
+
+
+def test_no_cache_sends_journaled_calls_again(tmp_path):
+    scripted(tmp_path).generate(SEEDS, round=1, seed=7)
+    fresh = Scripted()
+    fresh.bind(PlainTask())
+    fresh.open(tmp_path, use_cache=False)
+    assert [g.calls for g in fresh.generate(SEEDS, round=1, seed=7)] == [2, 2]
+    assert len(fresh.sent) == 2 and Journal(tmp_path / FILENAME).count() == 8

@@ -114,3 +114,26 @@ def test_a_relative_output_directory_keeps_every_file_in_the_run_directory(write
     (run,) = (tmp_path / "rel").iterdir()
     assert sorted(p.name for p in run.iterdir()) == ["manifest.json", "recipe.yaml", "round-000", "round-001", "summary.json"]
     assert (run / "round-001" / "synthetic.jsonl").exists() and (run / "round-001" / "COMPLETE").exists()
+
+
+DUPLICATE_PRONE = [  # aiw "siblings" questions come from a small space of names and counts: repeats are common
+    "task.params.generators={aiw: {config: {task_types: [siblings], task_type_weights: [1.0]}}}",
+    "task.params.pool_size=150", "loop.per_round=120", "loop.rounds=1", "selector.name=random",
+]
+
+
+@pytest.mark.parametrize("unique", [True, False])
+def test_new_questions_that_repeat_a_pool_seed_or_each_other_are_dropped(write_recipe, tmp_path, unique):
+    from loopkit.records import normalize_question
+
+    result, _ = run_recipe(write_recipe(), tmp_path, [*DUPLICATE_PRONE, f"loop.unique_questions={str(unique).lower()}"])
+    run = result.run_dir.path
+    selected = {json.loads(line)["question"] for line in (run / "round-001" / "selected.jsonl").read_text().splitlines()}
+    new = [normalize_question(s.question) for s in read_samples(run / "round-001" / "synthetic.jsonl")]
+    dropped = [json.loads(line) for line in (run / "round-001" / "dropped.jsonl").read_text().splitlines()]
+    repeats = [d for d in dropped if d["reason"] == "new question duplicates a pool seed or an earlier synthetic question"]
+    if unique:
+        assert repeats and len(new) == len(set(new))
+        assert not set(new) & {normalize_question(q) for q in selected}
+    else:
+        assert not repeats and len(new) > len(set(new))  # the same draws, kept

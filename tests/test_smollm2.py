@@ -38,3 +38,23 @@ def test_one_round_with_lora(write_recipe, tmp_path):
     ]
     result, _ = run_recipe(write_recipe(TINY_RECIPE), tmp_path, overrides)
     assert len(result.rows) == 2 and result.rows[1]["samples"] > 0
+
+
+def test_as_hf_teacher_and_judge(tmp_path):
+    from loopkit.journal import FILENAME, Journal
+    from loopkit.records import Sample
+    from loopkit.tasks.reasoning_gym import ReasoningGymTask
+    from loopkit.teachers.hf import HFTeacher
+
+    teacher = HFTeacher(HFTeacher.Params.model_validate(
+        {"model": {"name": "smollm2-135m-instruct"}, "max_new_tokens": 64, "batch_size": 4}))
+    teacher.bind(ReasoningGymTask(ReasoningGymTask.Params(generators=["basic_arithmetic"])))
+    teacher.open(tmp_path)
+    seeds = [Sample.create(f"What is {a} + {b}?", f"#### {a + b}", final=str(a + b)) for a, b in [(2, 3), (10, 7)]]
+    generations = teacher.generate(seeds, round=1, seed=0)
+    assert all(g.sample is not None or g.dropped for g in generations)
+    responses = [r for (r,) in Journal(tmp_path / FILENAME)._db.execute("SELECT response FROM calls")]
+    assert responses and all(r.strip() for r in responses)  # a real model wrote every reply
+    judged = teacher.judge(seeds, ["5", "I do not know"], seed=0)
+    assert judged.calls == 2 and len(judged.scores) == 2
+    assert Journal(tmp_path / FILENAME).count() == sum(g.calls for g in generations) + 2

@@ -23,6 +23,7 @@ def register_teachers(register):
     register("reasoning-gym", "loopkit.teachers.reasoning_gym:ReasoningGymTeacher")
     register("hf", "loopkit.teachers.hf:HFTeacher")
     register("litellm", "loopkit.teachers.litellm:LiteLLMTeacher")
+    register("vllm", "loopkit.teachers.vllm:VLLMTeacher")
 
 
 @hookimpl

@@ -89,6 +89,7 @@ def build_app() -> typer.Typer:
         recipe: Path = typer.Argument(..., help="The recipe YAML file."),
         overrides: Optional[List[str]] = OverridesOption,
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Parent directory for the run directory (default: the recipe's output_dir)."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Call the teacher again even where its journal already has the answer."),
     ) -> None:
         """Run the closed loop of a recipe; everything lands in a new run directory."""
         from loopkit.recipe import load_recipe
@@ -96,7 +97,7 @@ def build_app() -> typer.Typer:
         resolved = load_recipe(recipe, overrides or [])
         from loopkit.runner import run_with_display
 
-        run_with_display(resolved, output, console)
+        run_with_display(resolved, output, console, use_cache=not no_cache)
 
     @app.command()
     def validate(

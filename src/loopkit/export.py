@@ -73,8 +73,12 @@ def _remove(target: Path, keep_dir: bool) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def export_model(source: Path, target: Path, merge: bool) -> str:
-    """Copy the student (full weights or a LoRA adapter), or merge an adapter into its base."""
+def export_model(source: Path, target: Path, merge: bool, run: Path | None = None) -> str:
+    """Copy the student (full weights or a LoRA adapter), or merge an adapter into its base.
+
+    An adapter that names no base (a student built in code, such as ``tiny``) is merged into the
+    base rebuilt from the run's ``recipe.yaml``: the student component, its params and the run seed.
+    """
     if not (source / ADAPTER_CONFIG).exists():
         shutil.copytree(source, target)
         return "full"
@@ -82,26 +86,47 @@ def export_model(source: Path, target: Path, merge: bool) -> str:
         shutil.copytree(source, target)
         return "adapter"
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     base_path = json.loads((source / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
     if not base_path:
-        raise LoopkitError(
-            f"cannot merge: {source / ADAPTER_CONFIG} names no base model (base_model_name_or_path is empty, as for "
-            "a student built in code); export without --merge to get the adapter"
-        )
+        base = _student_base(run, source)
+    else:
+        base = _load_base(base_path, source)
+    merged = PeftModel.from_pretrained(base, str(source)).merge_and_unload()
+    merged.save_pretrained(target)
+    AutoTokenizer.from_pretrained(source).save_pretrained(target)
+    return "merged"
+
+
+def _student_base(run: Path | None, source: Path):
+    """The untrained student of the run, rebuilt from its recipe.yaml (for adapters that name no base)."""
+    import yaml
+
+    from loopkit.plugins import registry
+
+    recipe = run / "recipe.yaml" if run is not None else None
+    if recipe is None or not recipe.is_file():
+        raise LoopkitError(f"cannot merge: {source / ADAPTER_CONFIG} names no base model and the run has no recipe.yaml "
+                           "to rebuild it from; export without --merge to get the adapter")
+    data = yaml.safe_load(recipe.read_text(encoding="utf-8"))
+    student = data["student"]
+    cls = registry().load("model", student["name"])
+    model, _ = cls(cls.Params.model_validate(student.get("params") or {})).load(data.get("seed", 0))
+    return model.cpu()
+
+
+def _load_base(base_path: str, source: Path):
+    from transformers import AutoModelForCausalLM
+
     try:
-        base = AutoModelForCausalLM.from_pretrained(base_path)
+        return AutoModelForCausalLM.from_pretrained(base_path)
     except (OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LoopkitError(
             f"cannot merge: the base model '{base_path}' named in {source / ADAPTER_CONFIG} cannot be loaded offline "
             f"({reason}); export without --merge to get the adapter"
         ) from None
-    merged = PeftModel.from_pretrained(base, str(source)).merge_and_unload()
-    merged.save_pretrained(target)
-    AutoTokenizer.from_pretrained(source).save_pretrained(target)
-    return "merged"
 
 
 def synthetic_rows(run: Path, round: int) -> list[dict]:
@@ -155,7 +180,7 @@ def export_run(run_dir: str | Path, to: str | Path, round: int | None = None, me
     created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     try:
-        kind = export_model(_model_dir(run, round), target / "model", merge)
+        kind = export_model(_model_dir(run, round), target / "model", merge, run)
         data_dir = target / "data"
         datasets.Dataset.from_list(rows, features=_features()).save_to_disk(str(data_dir))
         (data_dir / "README.md").write_text(dataset_card(run, round, len(rows)), encoding="utf-8")

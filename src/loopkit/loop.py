@@ -74,9 +74,13 @@ def check_recipe(resolved: ResolvedRecipe) -> TaskData:
 class Loop:
     """One run of a resolved recipe into a run directory."""
 
-    def __init__(self, resolved: ResolvedRecipe, progress: Progress | None = None) -> None:
-        """Build every component and load the task's data; no model is loaded yet."""
+    def __init__(self, resolved: ResolvedRecipe, progress: Progress | None = None, use_cache: bool = True) -> None:
+        """Build every component and load the task's data; no model is loaded yet.
+
+        ``use_cache=False`` makes the teacher call its backend even for calls its journal has answered.
+        """
         self.resolved = resolved
+        self.use_cache = use_cache
         self.recipe = resolved.recipe
         self.progress = progress or NullProgress()
         self.task: Task = resolved.build("task")
@@ -87,6 +91,7 @@ class Loop:
         self.data = load_task_data(self.task, resolved)
         bind_teacher(self.teacher, self.task, resolved)
         self.test_questions = {normalize_question(s.question) for s in self.data.test}
+        self.known_questions = {normalize_question(s.question) for s in self.data.pool}  # grows with synthetic ones
         self.synthetic: list[Sample] = []
         self.teacher_calls = 0
         self.history: list[int] = []  # pool indices selected in earlier rounds, oldest first
@@ -95,7 +100,7 @@ class Loop:
 
     def run(self, run_dir: RunDir) -> RunResult:
         self.run_dir = run_dir
-        self.teacher.open(run_dir.path)
+        self.teacher.open(run_dir.path, use_cache=self.use_cache)
         model, self.tokenizer = self.model_source.load(self.recipe.seed)
         self.student = self._student(model)
         self._finish_round(0, {}, {})
@@ -133,11 +138,10 @@ class Loop:
         new, dropped = [], []
         for g in generations:
             self.teacher_calls += g.calls
-            reason = g.dropped
-            if g.sample is not None and normalize_question(g.sample.question) in self.test_questions:
-                reason = "new question duplicates a test question"
+            reason = g.dropped or self._duplicate(g.sample)
             if reason is None:
                 new.append(g.sample)
+                self.known_questions.add(normalize_question(g.sample.question))
             else:
                 dropped.append({"seed_id": g.seed.id, "reason": reason, "question": g.sample.question if g.sample else None})
         times["generate"] = time.monotonic() - clock
@@ -163,6 +167,15 @@ class Loop:
             self.student = self._student(model)
         times["train"] = time.monotonic() - clock
         self._finish_round(round, times, {"train": train_metrics, "dropped": len(dropped), "selector_teacher_calls": selector_calls})
+
+    def _duplicate(self, sample: Sample) -> str | None:
+        """Why a new question cannot be kept as a duplicate (compared normalised), or None."""
+        question = normalize_question(sample.question)
+        if question in self.test_questions:
+            return "new question duplicates a test question"
+        if self.recipe.loop.unique_questions and question in self.known_questions:
+            return "new question duplicates a pool seed or an earlier synthetic question"
+        return None
 
     def _select(self, round: int, m: int, times: dict[str, float]) -> list[int]:
         rng = np.random.default_rng(derive_seed(self.recipe.seed, "select", round))
@@ -248,6 +261,6 @@ def _signal_rows(pool: list[Sample], signals: dict[str, Any]):
         yield row
 
 
-def run(resolved: ResolvedRecipe, run_dir: RunDir, progress: Progress | None = None) -> RunResult:
+def run(resolved: ResolvedRecipe, run_dir: RunDir, progress: Progress | None = None, use_cache: bool = True) -> RunResult:
     """Run a validated recipe into ``run_dir``."""
-    return Loop(resolved, progress).run(run_dir)
+    return Loop(resolved, progress, use_cache).run(run_dir)

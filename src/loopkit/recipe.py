@@ -39,6 +39,9 @@ class LoopSpec(_Strict):
     retrain: Literal["base", "continue"] = "base"
     max_new_tokens: int = Field(32, ge=1, le=32768, description="student answer length when predicting and evaluating")
     batch_size: int = Field(64, ge=1, description="student batch size when predicting and scoring")
+    unique_questions: bool = Field(
+        True, description="drop new questions that repeat a pool seed or an earlier synthetic question "
+                          "(ones that repeat a test question are always dropped)")
 
 
 class Recipe(_Strict):

@@ -87,10 +87,10 @@ def results_table(result: RunResult) -> Table:
     return table
 
 
-def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Console) -> RunResult:
+def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Console, use_cache: bool = True) -> RunResult:
     quiet_libraries()
     progress = RichProgress(console)
-    loop = Loop(resolved, progress)  # builds components and checks the data before anything is written
+    loop = Loop(resolved, progress, use_cache=use_cache)  # builds components and checks the data before anything is written
     run_dir = start_run_dir(resolved, output)
     console.print(f"run directory: {run_dir.path}", highlight=False)
     try:

@@ -2,7 +2,8 @@
 
 A stdlib ``ThreadingHTTPServer`` answering ``POST .../chat/completions`` as the two-call protocol
 of ``teachers.llm`` expects: call 1 (a prompt starting "Here is an example question") gets a new
-question, call 2 a worked answer ending in ``#### 42``. Faults are queued one per request: a 429
+question, call 2 a worked answer ending in ``#### 42``; judge and referee prompts get grades (1-10)
+that depend on the prompt. Faults are queued one per request: a 429
 with Retry-After, a 500, an answer slower than a client's timeout, malformed JSON. ``delay`` adds
 latency to every reply; ``peak`` is the most requests it answered at once.
 
@@ -108,8 +109,13 @@ class ChatServer:
             return 200, {}, b'{"id": "x", "choices": [{'
         if fault == "slow":
             time.sleep(self.slow)
+        digest = hashlib.sha256(content.encode()).hexdigest()
         if asks_question:
-            text = f"Question: what is 6 x 7, case {hashlib.sha256(content.encode()).hexdigest()[:8]}?"
+            text = f"Question: what is 6 x 7, case {digest[:8]}?"
+        elif content.startswith("Grade a student's answer"):  # llm-judge: a grade that depends on the prompt
+            text = f"Score: {1 + int(digest[:4], 16) % 10}"
+        elif content.startswith("Two answers"):  # LION's referee
+            text = f"Answer 1: {1 + int(digest[:4], 16) % 10}\nAnswer 2: {1 + int(digest[4:8], 16) % 10}"
         else:
             text = "I am not sure." if unparseable else ANSWER
         data = {

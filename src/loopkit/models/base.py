@@ -14,3 +14,8 @@ class ModelSource(Component):
     @abstractmethod
     def load(self, seed: int) -> tuple[Any, Any]:
         """Return ``(model, tokenizer)`` on the best available device, in eval mode."""
+
+    def pretrained_path(self) -> str | None:
+        """A directory (or hub id) ``from_pretrained`` and inference engines such as vLLM can load, or
+        None for a model that exists only in code (e.g. ``tiny``)."""
+        return None

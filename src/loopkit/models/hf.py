@@ -18,6 +18,9 @@ class HFModel(ModelSource):
         dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$")
         revision: str | None = None
 
+    def pretrained_path(self) -> str:
+        return self.params.path
+
     def load(self, seed: int):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -77,12 +77,17 @@ class SmolLM2Model(ModelSource):
     class Params(Params):
         dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$")
 
-    def load(self, seed: int):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    def pretrained_path(self) -> str:
+        """The converted HF copy in the cache (converted now if it is not there yet)."""
         target = cache_dir()
         if not (target / "config.json").is_file():
             convert(find_gguf(), target)
+        return str(target)
+
+    def load(self, seed: int):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        target = self.pretrained_path()
         tokenizer = AutoTokenizer.from_pretrained(target)
         model = AutoModelForCausalLM.from_pretrained(target, dtype=resolve_dtype(self.params.dtype))
         if tokenizer.pad_token is None:

@@ -21,6 +21,10 @@ class Task(Component):
     """Owns the data and what counts as a correct answer."""
 
     has_reference_answers: bool = True
+    # What an LLM teacher is told a final answer looks like ({answer_format} in its templates).
+    answer_format: str = "the final answer alone"
+    # The task's own default teacher prompts, by template kind (see teachers.llm.TEMPLATES).
+    teacher_templates: dict[str, str] = {}
 
     @abstractmethod
     def load(self, seed: int) -> TaskData:

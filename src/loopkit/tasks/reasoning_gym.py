@@ -85,6 +85,15 @@ class ReasoningGymTask(Task):
     Pool questions that also occur in the test split are removed, so the test split stays unseen.
     """
 
+    answer_format = "the final answer alone, exactly in the form the question asks for"
+    # An LLM teacher sees the seed's answer too: a generator's answer format is easier to copy than to guess.
+    teacher_templates = {
+        "question": (
+            "Here is an example question and its answer:\n\nQuestion: {question}\nAnswer: {answer}\n\n"
+            "Write one new question of the same kind, format and difficulty. Reply with the new question only."
+        ),
+    }
+
     class Params(Params):
         generators: dict[str, GeneratorSpec] = Field(
             min_length=1, description="generator name -> {weight, config}; a list of names means equal weights"

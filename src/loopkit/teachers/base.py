@@ -37,8 +37,11 @@ class Teacher(Component):
     def bind(self, task: Task) -> None:
         """Check the teacher can serve this task; raise RecipeError if not."""
 
-    def open(self, run_dir: Path) -> None:
-        """Called once by the loop, before any call, with the run directory (e.g. to open a journal there)."""
+    def open(self, run_dir: Path, use_cache: bool = True) -> None:
+        """Called once by the loop, before any call, with the run directory (e.g. to open a journal there).
+
+        ``use_cache=False`` (``loopkit run --no-cache``): send every call even if a journal has answered it.
+        """
 
     @abstractmethod
     def generate(self, seeds: list[Sample], round: int, seed: int) -> list[Generation]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import time
 from typing import Any
 
 from pydantic import Field
@@ -108,6 +109,7 @@ class LiteLLMTeacher(LLMTeacher):
         p = self.params
         target = p.model + (f" at {p.api_base}" if p.api_base else "")
         retries = 0
+        clock = time.monotonic()  # this call's latency includes its retries and their waits
         while True:
             try:
                 response = await litellm.acompletion(
@@ -132,6 +134,7 @@ class LiteLLMTeacher(LLMTeacher):
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
             cost=_cost(litellm, response),
             retries=retries,
+            latency=time.monotonic() - clock,
         )
 
     def _delay(self, retry: int, retry_after: float | None) -> float:

@@ -1,14 +1,20 @@
-"""The base of every language-model teacher: the paper's two-call protocol, parsing, and the journal.
+"""The base of every language-model teacher: the paper's two-call protocol, judging, parsing, and the journal.
 
 For each seed, call 1 shows the seed question as an example and asks for a new one; call 2 asks
 for a step-by-step answer to that new question ending in a final line ``#### <answer>`` (the
 completion format loopkit trains on, see ``tasks.base.format_answer``). A sample is dropped, with
 its reason, when the new question is empty or repeats its seed, or when the answer has no final
-answer the task can extract.
+answer the task can extract. (The loop then drops new questions that repeat a pool seed, a test
+question or an earlier synthetic question.)
+
+The prompts are ``str.format`` templates over a fixed set of variables per template (see
+``TEMPLATES``); a task may supply its own defaults (``Task.teacher_templates``) and a recipe may
+override any of them. As a judge (``llm-judge``) the teacher grades each student answer 1-10; as
+LION's referee it grades its own answer and the student's side by side, in both orders.
 
 Every call goes through the run's journal (``teacher-journal.sqlite``): a call already answered
-there is not sent again. ``Generation.calls`` counts the calls actually sent to the backend, so a
-sample replayed from the journal costs 0 calls.
+there is not sent again (unless the run asked for fresh calls). ``Generation.calls`` counts the
+calls actually sent to the backend, so a sample replayed from the journal costs 0 calls.
 
 A subclass implements only ``complete`` (one batch of chat conversations in, one ``Completion``
 each out) and names its ``backend`` and ``model_id``. When some calls of a batch fail for good,
@@ -17,6 +23,8 @@ each out) and names its ``backend`` and ``model_id``. When some calls of a batch
 
 from __future__ import annotations
 
+import math
+import re
 import string
 import time
 from abc import abstractmethod
@@ -32,20 +40,45 @@ from loopkit.journal import FILENAME, Journal, call_key
 from loopkit.records import Sample, normalize_question
 from loopkit.seeding import derive_seed
 from loopkit.tasks.base import FINAL_MARKER, Task, format_answer
-from loopkit.teachers.base import Generation, Teacher
+from loopkit.teachers.base import Generation, Judgement, Teacher
 
 Messages = list[dict[str, str]]  # a chat conversation: [{"role": "user", "content": ...}]
 
-TEMPLATE_VARIABLES = frozenset({"question"})
+# Each template's variables. Every template must use {question}.
+TEMPLATES: dict[str, frozenset[str]] = {
+    # call 1: {question} and {answer} are the seed's (answer: its reference final answer, or "")
+    "question": frozenset({"question", "answer", "answer_format"}),
+    # call 2: {question} is the new question
+    "answer": frozenset({"question", "answer_format"}),
+    # llm-judge: the seed {question}, the student's {answer}, the seed's {reference} final answer (or "")
+    "judge": frozenset({"question", "answer", "reference", "answer_format"}),
+    # LION's referee: the seed {question} and two answers to it
+    "referee": frozenset({"question", "answer_1", "answer_2"}),
+}
 
-QUESTION_TEMPLATE = (
-    "Here is an example question:\n\n{question}\n\n"
-    "Write one new question of the same kind and difficulty. Reply with the new question only."
-)
-ANSWER_TEMPLATE = (
-    "Answer the question below. Reason step by step, then end with a final line of the form "
-    "'#### <answer>'.\n\nQuestion: {question}"
-)
+DEFAULT_TEMPLATES = {
+    "question": (
+        "Here is an example question:\n\n{question}\n\n"
+        "Write one new question of the same kind and difficulty. Reply with the new question only."
+    ),
+    "answer": (
+        "Answer the question below. Reason step by step, then end with a final line of the form "
+        "'#### <answer>', where <answer> is {answer_format}.\n\nQuestion: {question}"
+    ),
+    "judge": (
+        "Grade a student's answer to the question below from 1 (wrong or useless) to 10 (correct and "
+        "complete).\n\nQuestion: {question}\n\nStudent's answer: {answer}\n\n"
+        "Reply with one line of the form 'Score: <1-10>'."
+    ),
+    "referee": (
+        "Two answers to the question below follow. Grade each from 1 (wrong or useless) to 10 "
+        "(correct and complete).\n\nQuestion: {question}\n\nAnswer 1: {answer_1}\n\nAnswer 2: {answer_2}\n\n"
+        "Reply with two lines of the form 'Answer 1: <1-10>' and 'Answer 2: <1-10>'."
+    ),
+}
+
+# Appended to call 1 for seeds a selector flags "rarer" (LION asks for rarer questions on easy seeds).
+RARER_INSTRUCTION = " Make it rarer and harder than the example: an unusual case of the same kind."
 
 
 @dataclass(frozen=True)
@@ -57,6 +90,7 @@ class Completion:
     completion_tokens: int = 0
     cost: float = 0.0  # USD
     retries: int = 0  # attempts that failed (and were retried) before this answer
+    latency: float | None = None  # seconds for this call; None: the batch's wall time is shared by its calls
 
 
 class BatchError(LoopkitError):
@@ -76,16 +110,18 @@ def template_variables(template: str) -> set[str]:
     return names
 
 
-def _check_template(template: str) -> str:
+def check_template(kind: str, template: str) -> str:
+    """``template`` if it is a valid ``kind`` template, else ValueError saying what to fix."""
     try:
         used = template_variables(template)
     except ValueError as exc:
         raise ValueError(f"not a valid format string ({exc}); write a literal brace as {{{{ or }}}}") from None
-    unknown = sorted(used - TEMPLATE_VARIABLES)
+    allowed = TEMPLATES[kind]
+    unknown = sorted(used - allowed)
     if unknown:
         raise ValueError(
             f"unknown template variable {{{unknown[0]}}}; the variables are "
-            + ", ".join(f"{{{v}}}" for v in sorted(TEMPLATE_VARIABLES))
+            + ", ".join(f"{{{v}}}" for v in sorted(allowed))
         )
     if "question" not in used:
         raise ValueError("the template must contain {question}")
@@ -93,13 +129,16 @@ def _check_template(template: str) -> str:
 
 
 class LLMTeacherParams(Params):
-    question_template: str = Field(QUESTION_TEMPLATE, description="call 1: writes a new question from {question}, the seed")
-    answer_template: str = Field(ANSWER_TEMPLATE, description="call 2: answers {question}, the new question")
+    question_template: str | None = Field(
+        None, description="call 1: writes a new question like the seed; default: the task's, else loopkit's")
+    answer_template: str | None = Field(None, description="call 2: answers {question}, the new question")
+    judge_template: str | None = Field(None, description="llm-judge: grades the student's {answer} to {question}")
+    referee_template: str | None = Field(None, description="LION: grades {answer_1} and {answer_2} to {question}")
 
-    @field_validator("question_template", "answer_template")
+    @field_validator("question_template", "answer_template", "judge_template", "referee_template")
     @classmethod
-    def _known_variables(cls, template: str) -> str:
-        return _check_template(template)
+    def _known_variables(cls, template: str | None, info) -> str | None:
+        return None if template is None else check_template(info.field_name.removesuffix("_template"), template)
 
 
 class LLMTeacher(Teacher):
@@ -109,6 +148,8 @@ class LLMTeacher(Teacher):
     def __init__(self, params: Params | None = None) -> None:
         super().__init__(params)
         self.journal: Journal | None = None
+        self.use_cache = True
+        self.task: Task | None = None
 
     @property
     @abstractmethod
@@ -126,12 +167,25 @@ class LLMTeacher(Teacher):
     def bind(self, task: Task) -> None:
         self.task = task
 
-    def open(self, run_dir: Path) -> None:
+    def open(self, run_dir: Path, use_cache: bool = True) -> None:
         self.journal = Journal(Path(run_dir) / FILENAME)
+        self.use_cache = use_cache
+
+    def template(self, kind: str) -> str:
+        """The ``kind`` template in use: the recipe's, else the task's default, else loopkit's."""
+        own = getattr(self.params, f"{kind}_template")
+        task_default = self.task.teacher_templates.get(kind) if self.task is not None else None
+        return own or task_default or DEFAULT_TEMPLATES[kind]
+
+    def _render(self, kind: str, **values: str) -> str:
+        answer_format = self.task.answer_format if self.task is not None else "the answer alone"
+        return self.template(kind).format(answer_format=answer_format, **values)
+
+    # -- generation ---------------------------------------------------------------------------
 
     def generate(self, seeds: list[Sample], round: int, seed: int) -> list[Generation]:
         params = self.sampling(derive_seed(seed, self.backend, round))
-        asked = [self.params.question_template.format(question=s.question) for s in seeds]
+        asked = [self._question_prompt(s) for s in seeds]
         questions, question_calls = self._call(asked, params)
         questions = [_strip_question(q) for q in questions]
         reasons: list[str | None] = [None] * len(seeds)
@@ -141,9 +195,9 @@ class LLMTeacher(Teacher):
             elif normalize_question(q) == normalize_question(s.question):
                 reasons[i] = "new question repeats its seed"
         todo = [i for i, r in enumerate(reasons) if r is None]
-        answers, answer_calls = self._call([self.params.answer_template.format(question=questions[i]) for i in todo], params)
+        answers, answer_calls = self._call([self._render("answer", question=questions[i]) for i in todo], params)
         answer_of = dict(zip(todo, answers))
-        calls_of = [question_calls[i] for i in range(len(seeds))]
+        calls_of = list(question_calls)
         for i, c in zip(todo, answer_calls):
             calls_of[i] += c
         result = []
@@ -153,6 +207,12 @@ class LLMTeacher(Teacher):
                 sample, reasons[i] = self._sample(s, questions[i], answer_of[i], round)
             result.append(Generation(s, sample, reasons[i], calls=calls_of[i]))
         return result
+
+    def _question_prompt(self, seed: Sample) -> str:
+        prompt = self._render("question", question=seed.question, answer=seed.final or "")
+        if seed.meta.get("prompt_variant") == "rarer":
+            prompt += RARER_INSTRUCTION
+        return prompt
 
     def _sample(self, seed: Sample, question: str, answer: str, round: int) -> tuple[Sample | None, str | None]:
         final = self.task.extract(answer) if FINAL_MARKER in answer else None
@@ -167,20 +227,60 @@ class LLMTeacher(Teacher):
         )
         return sample, None
 
+    # -- judging --------------------------------------------------------------------------------
+
+    def judge(self, seeds: list[Sample], answers: list[str], seed: int) -> Judgement:
+        """A 1-10 grade per student answer (NaN where the reply has no 'Score: N'), decoded greedily."""
+        prompts = [self._render("judge", question=s.question, answer=a, reference=s.final or "")
+                   for s, a in zip(seeds, answers)]
+        replies, calls = self._call(prompts, self._judging(seed))
+        return Judgement([_score(r) for r in replies], calls=sum(calls))
+
+    def referee(self, seeds: list[Sample], answers: list[str], seed: int) -> Judgement:
+        """Per seed: the teacher's own answer's grade minus the student's, averaged over both orders.
+
+        The teacher's own answer is the seed's reference answer where the task has one, else one
+        more call (the answer template, sampled like generation).
+        """
+        params = self._judging(seed)
+        own: list[str | None] = [s.answer for s in seeds]
+        missing = [i for i, a in enumerate(own) if a is None]
+        written, own_calls = self._call([self._render("answer", question=seeds[i].question) for i in missing],
+                                        self.sampling(seed))
+        for i, text in zip(missing, written):
+            own[i] = text
+        first = [self._render("referee", question=s.question, answer_1=t, answer_2=a) for s, t, a in zip(seeds, own, answers)]
+        second = [self._render("referee", question=s.question, answer_1=a, answer_2=t) for s, t, a in zip(seeds, own, answers)]
+        replies, calls = self._call(first + second, params)
+        gaps = []
+        for i in range(len(seeds)):
+            t1, s1 = _pair(replies[i])
+            s2, t2 = _pair(replies[len(seeds) + i])
+            gaps.append(((t1 - s1) + (t2 - s2)) / 2)
+        return Judgement(gaps, calls=sum(calls) + sum(own_calls))
+
+    def _judging(self, seed: int) -> dict[str, Any]:
+        return {**self.sampling(derive_seed(seed, self.backend, "judge")), "temperature": 0.0}
+
+    # -- calls and the journal ----------------------------------------------------------------
+
     def _call(self, prompts: list[str], params: dict[str, Any]) -> tuple[list[str], list[int]]:
         """Each prompt's response text, and the backend calls it cost (0 when the journal answered it).
 
         The same conversation twice in one batch is sent once.
         """
+        if not prompts:
+            return [], []
         if self.journal is None:
             self.journal = Journal(":memory:")  # not opened on a run directory: remember calls in memory
         conversations = [[{"role": "user", "content": p}] for p in prompts]
         keys = [call_key(self.backend, self.model_id, c, params) for c in conversations]
         texts: dict[str, str] = {}
-        for key in keys:
-            entry = self.journal.lookup(key)
-            if entry is not None:
-                texts[key] = entry.response or ""
+        if self.use_cache:
+            for key in keys:
+                entry = self.journal.lookup(key)
+                if entry is not None:
+                    texts[key] = entry.response or ""
         missing = list(dict.fromkeys(k for k in keys if k not in texts))
         sent = {k: conversations[keys.index(k)] for k in missing}
         if missing:
@@ -188,16 +288,16 @@ class LLMTeacher(Teacher):
             try:
                 completions = self.complete(list(sent.values()), params)
             except Exception as exc:
-                # A batch's wall time is shared equally by its calls. The calls of a failed batch that
-                # were answered are kept: a re-run does not pay for them again.
-                latency = (time.monotonic() - clock) / len(missing)
+                # The calls of a failed batch that were answered are kept: a re-run does not pay for them again.
+                shared = (time.monotonic() - clock) / len(missing)
                 answered = exc.completions if isinstance(exc, BatchError) else [None] * len(sent)
                 for (key, conversation), c in zip(sent.items(), answered):
-                    self._record(key, conversation, params, c, latency, error=f"{type(exc).__name__}: {exc}" if c is None else None)
+                    self._record(key, conversation, params, c, shared, error=f"{type(exc).__name__}: {exc}" if c is None else None)
                 raise
-            latency = (time.monotonic() - clock) / len(missing)
+            # A backend that cannot time single calls (a batched local model) shares the batch's wall time.
+            shared = (time.monotonic() - clock) / len(missing)
             for (key, conversation), c in zip(sent.items(), completions):
-                self._record(key, conversation, params, c, latency)
+                self._record(key, conversation, params, c, shared)
                 texts[key] = c.text
         charged = set()
         calls = []
@@ -206,15 +306,15 @@ class LLMTeacher(Teacher):
             charged.add(key)
         return [texts[k] for k in keys], calls
 
-    def _record(self, key: str, conversation: Messages, params: dict[str, Any], c: Completion | None, latency: float,
+    def _record(self, key: str, conversation: Messages, params: dict[str, Any], c: Completion | None, shared: float,
                 error: str | None = None) -> None:
         request = {"messages": conversation, "params": params}
         if c is None:
-            self.journal.record(key, backend=self.backend, model=self.model_id, request=request, latency=latency, error=error)
+            self.journal.record(key, backend=self.backend, model=self.model_id, request=request, latency=shared, error=error)
         else:
             self.journal.record(key, backend=self.backend, model=self.model_id, request=request, response=c.text,
                                 prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, cost=c.cost,
-                                latency=latency, retries=c.retries)
+                                latency=shared if c.latency is None else c.latency, retries=c.retries)
 
 
 def _strip_question(text: str) -> str:
@@ -223,3 +323,26 @@ def _strip_question(text: str) -> str:
     if text.lower().startswith("question:"):
         text = text[len("question:"):].strip()
     return text
+
+
+_SCORE = re.compile(r"score\s*[:=]?\s*\**\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+_ANSWER_SCORE = re.compile(r"answer\s*([12])\s*[:=]\s*\**\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+def _grade(value: str) -> float:
+    x = float(value)
+    return x if 1 <= x <= 10 else math.nan
+
+
+def _score(reply: str) -> float:
+    """The last 'Score: N' in a judge's reply (1-10), else NaN."""
+    found = _SCORE.findall(reply)
+    return _grade(found[-1]) if found else math.nan
+
+
+def _pair(reply: str) -> tuple[float, float]:
+    """The grades of 'Answer 1: N' and 'Answer 2: N' in a referee's reply (the last of each), NaN where absent."""
+    grades = {"1": math.nan, "2": math.nan}
+    for which, value in _ANSWER_SCORE.findall(reply):
+        grades[which] = _grade(value)
+    return grades["1"], grades["2"]

