@@ -79,7 +79,7 @@ def test_a_journaled_call_is_not_sent_again(tmp_path):
     replayed = again.generate(SEEDS, round=1, seed=7)
     assert again.sent == []  # every call answered from the journal
     assert [g.sample for g in replayed] == [g.sample for g in first]
-    assert [g.calls for g in replayed] == [0, 0]  # replayed calls cost nothing new
+    assert [g.calls for g in replayed] == [2, 2]  # still charged to the run (once), but not sent
     journal = Journal(tmp_path / FILENAME)
     assert journal.count() == 4
     # Another round samples afresh: its calls have other keys.
@@ -194,3 +194,16 @@ def test_no_cache_sends_journaled_calls_again(tmp_path):
     fresh.open(tmp_path, use_cache=False)
     assert [g.calls for g in fresh.generate(SEEDS, round=1, seed=7)] == [2, 2]
     assert len(fresh.sent) == 2 and Journal(tmp_path / FILENAME).count() == 8
+
+
+@pytest.mark.parametrize("role", ["student", "teacher.params.model"])
+def test_an_unknown_model_id_offline_is_one_line_saying_how_to_get_it(write_recipe, role):
+    sets = ["teacher.name=hf", "teacher.params.model.name=tiny"] if role != "student" else []
+    result = CliRunner().invoke(build_app(), [
+        "validate", str(write_recipe()), *[a for o in sets for a in ("--set", o)],
+        "--set", f"{role}.name=hf", "--set", f"{role}.params={{path: someone/not-downloaded-model}}",
+    ])
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert "\n" not in line and "neither a local directory nor a model in the local hub cache" in line, line
+    assert "huggingface-cli download" in line and "Traceback" not in line

@@ -86,18 +86,26 @@ def build_app() -> typer.Typer:
 
     @app.command()
     def run(
-        recipe: Path = typer.Argument(..., help="The recipe YAML file."),
+        recipe: Optional[Path] = typer.Argument(None, help="The recipe YAML file (optional with --resume)."),
         overrides: Optional[List[str]] = OverridesOption,
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Parent directory for the run directory (default: the recipe's output_dir)."),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run directory after its last complete round."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Call the teacher again even where its journal already has the answer."),
     ) -> None:
-        """Run the closed loop of a recipe; everything lands in a new run directory."""
+        """Run the closed loop of a recipe; everything lands in a new run directory (or the one resumed)."""
+        from loopkit.errors import LoopkitError
         from loopkit.recipe import load_recipe
 
+        if recipe is None and resume is None:
+            raise LoopkitError("give a recipe (loopkit run RECIPE) or a run directory to continue (loopkit run --resume RUN_DIR)")
+        if resume is not None:
+            from loopkit.runner import resumable
+
+            recipe = resumable(resume, recipe)
         resolved = load_recipe(recipe, overrides or [])
         from loopkit.runner import run_with_display
 
-        run_with_display(resolved, output, console, use_cache=not no_cache)
+        run_with_display(resolved, output, console, use_cache=not no_cache, resume=resume)
 
     @app.command()
     def validate(

@@ -11,6 +11,7 @@ evaluated on the test split (evaluate).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 from loopkit.errors import DataError, RecipeError
 from loopkit.progress import NullProgress, Progress
 from loopkit.recipe import ResolvedRecipe
-from loopkit.records import Sample, normalize_question
+from loopkit.records import Sample, normalize_question, read_samples
 from loopkit.rundir import RunDir
 from loopkit.seeding import derive_seed
 from loopkit.selectors.base import call_select
@@ -98,19 +99,61 @@ class Loop:
         self.rows: list[dict] = []
         self.started = time.monotonic()
 
-    def run(self, run_dir: RunDir) -> RunResult:
+    def run(self, run_dir: RunDir, resume: bool = False) -> RunResult:
+        """Run every round into ``run_dir``; with ``resume``, continue after its last complete round.
+
+        A resumed run restores what the complete rounds left on disk (synthetic data, selections,
+        counts, the last saved student), discards the unfinished round and runs it again; its
+        teacher calls are answered from the journal. The result equals an uninterrupted run's.
+        """
         self.run_dir = run_dir
         self.teacher.open(run_dir.path, use_cache=self.use_cache)
         model, self.tokenizer = self.model_source.load(self.recipe.seed)
+        done = self._restore() if resume else -1
+        if done >= 1:
+            model = self._saved_student(done)
         self.student = self._student(model)
-        self._finish_round(0, {}, {})
+        if done < 0:
+            self._finish_round(0, {}, {})
         if self.recipe.loop.mode == "static":
             plan = [(1, self.recipe.sample_budget)]
         else:
             plan = [(t, self.recipe.loop.per_round) for t in range(1, self.recipe.loop.rounds + 1)]
         for round, m in plan:
-            self._round(round, m)
+            if round > done:
+                self._round(round, m)
         return RunResult(self.run_dir, self.rows)
+
+    def _restore(self) -> int:
+        """Load the state the complete rounds left; remove unfinished rounds. Returns the last complete round (-1: none)."""
+        done = self.run_dir.complete_rounds()
+        self.run_dir.discard_rounds_after(done)
+        for round in range(done + 1):
+            out = self.run_dir.path / f"round-{round:03d}"
+            metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+            self.rows.append({k: metrics[k] for k in ROW_KEYS})
+            if round >= 1:
+                self.history.extend(json.loads(line)["index"] for line in _lines(out / "selected.jsonl"))
+                new = read_samples(out / "synthetic.jsonl")
+                self.synthetic.extend(new)
+                self.known_questions.update(normalize_question(s.question) for s in new)
+        if self.rows:
+            self.teacher_calls = self.rows[-1]["teacher_calls"]
+            self.started = time.monotonic() - self.rows[-1]["elapsed"]
+        return done
+
+    def _saved_student(self, done: int) -> Any:
+        """The student as it was after round ``done``: the model its last training saved."""
+        trained = [t for t in range(1, done + 1) if (self.run_dir.path / f"round-{t:03d}" / "train" / "model").is_dir()]
+        if not trained:
+            if self.synthetic:
+                raise RecipeError(
+                    f"cannot resume {self.run_dir.path}: its rounds saved no student (trainer.params.save_model: false); "
+                    "start a new run"
+                )
+            return self.model_source.load(self.recipe.seed)[0]  # nothing was trained yet
+        return self.trainer.load(self.run_dir.path / f"round-{trained[-1]:03d}" / "train" / "model",
+                                 lambda: self.model_source.load(self.recipe.seed)[0])
 
     def _student(self, model: Any) -> Student:
         return Student(model, self.tokenizer, self.recipe.loop.batch_size, self.recipe.loop.max_new_tokens)
@@ -241,6 +284,13 @@ class Loop:
         self.progress.round_done(row)
 
 
+ROW_KEYS = ("round", "samples", "teacher_calls", "accuracy", "seconds", "elapsed")  # a round's summary row
+
+
+def _lines(path):
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def _seconds(x: float) -> float:
     return round(x, 3)
 
@@ -261,6 +311,7 @@ def _signal_rows(pool: list[Sample], signals: dict[str, Any]):
         yield row
 
 
-def run(resolved: ResolvedRecipe, run_dir: RunDir, progress: Progress | None = None, use_cache: bool = True) -> RunResult:
-    """Run a validated recipe into ``run_dir``."""
-    return Loop(resolved, progress, use_cache).run(run_dir)
+def run(resolved: ResolvedRecipe, run_dir: RunDir, progress: Progress | None = None, use_cache: bool = True,
+        resume: bool = False) -> RunResult:
+    """Run a validated recipe into ``run_dir`` (continuing it with ``resume``)."""
+    return Loop(resolved, progress, use_cache).run(run_dir, resume)

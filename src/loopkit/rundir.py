@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -78,3 +79,19 @@ class RunDir:
 
     def is_complete(self, round: int) -> bool:
         return (self.path / f"round-{round:03d}" / COMPLETE).exists()
+
+    def complete_rounds(self) -> int:
+        """The last round of the unbroken run of complete rounds from round 0 (-1: none)."""
+        done = -1
+        while self.is_complete(done + 1):
+            done += 1
+        return done
+
+    def discard_rounds_after(self, round: int) -> None:
+        """Remove the directories of rounds after ``round`` and stray temp files: what an interrupted run left half-done."""
+        for path in self.path.glob("round-*"):
+            suffix = path.name.removeprefix("round-")
+            if suffix.isdigit() and int(suffix) > round:
+                shutil.rmtree(path)
+        for tmp in self.path.rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)

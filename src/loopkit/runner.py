@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from loopkit.environment import describe
+from loopkit.errors import LoopkitError
 from loopkit.loop import Loop, RunResult
 from loopkit.plugins import registry
 from loopkit.recipe import ResolvedRecipe
@@ -87,15 +88,52 @@ def results_table(result: RunResult) -> Table:
     return table
 
 
-def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Console, use_cache: bool = True) -> RunResult:
+def resumable(run_dir: Path, recipe: Path | None) -> Path:
+    """The recipe to resume ``run_dir`` with: ``recipe`` if given (checked later to be the run's), else the run's own."""
+    if not (run_dir / "recipe.yaml").is_file() or not (run_dir / "round-000").is_dir():
+        raise LoopkitError(f"--resume {run_dir}: not a loopkit run directory (no recipe.yaml and round-000); "
+                           "give the directory `loopkit run` printed")
+    return recipe if recipe is not None else run_dir / "recipe.yaml"
+
+
+def _check_same_recipe(resolved: ResolvedRecipe, run_dir: Path) -> None:
+    """A run continues only under the recipe that started it (seed, data and components included)."""
+    stored = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8"))
+    current = resolved.resolved_dict()
+    changed = _first_difference(stored, current)
+    if changed is not None:
+        raise LoopkitError(
+            f"--resume {run_dir}: the run was made by a different recipe ({changed} differs); resume with the "
+            "recipe it was made with (or none: loopkit run --resume RUN_DIR), or start a new run"
+        )
+
+
+def _first_difference(a, b, path: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+        return None
+    return None if a == b else (path or "the recipe")
+
+
+def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Console, use_cache: bool = True,
+                     resume: Path | None = None) -> RunResult:
     quiet_libraries()
     progress = RichProgress(console)
+    if resume is not None:
+        _check_same_recipe(resolved, resume)
     loop = Loop(resolved, progress, use_cache=use_cache)  # builds components and checks the data before anything is written
-    run_dir = start_run_dir(resolved, output)
-    console.print(f"run directory: {run_dir.path}", highlight=False)
+    if resume is not None:
+        run_dir = RunDir(resume)
+        console.print(f"resuming {run_dir.path} after round {run_dir.complete_rounds()}", highlight=False)
+    else:
+        run_dir = start_run_dir(resolved, output)
+        console.print(f"run directory: {run_dir.path}", highlight=False)
     try:
         with progress.bars:
-            result = loop.run(run_dir)
+            result = loop.run(run_dir, resume=resume is not None)
     except BaseException:  # Ctrl-C or a crash: say what is safe on disk before the error is reported
         if loop.rows:
             console.print(results_table(RunResult(run_dir, loop.rows)))

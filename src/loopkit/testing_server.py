@@ -18,6 +18,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -42,6 +43,7 @@ class ChatServer:
         self.requests = 0
         self.in_flight = self.peak = 0  # requests being answered now, and at most
         self.authorization: set[str] = set()
+        self.answered: Counter[str] = Counter()  # successful replies per distinct request body
         self.lock = threading.Lock()
         self.url = ""
         self._httpd: ThreadingHTTPServer | None = None
@@ -78,6 +80,11 @@ class ChatServer:
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
         return self
+
+    @property
+    def duplicates(self) -> int:
+        """Requests answered again although an identical request had been answered before: paid twice."""
+        return sum(n - 1 for n in self.answered.values())
 
     def stop(self) -> None:
         if self._httpd is not None:
@@ -118,6 +125,8 @@ class ChatServer:
             text = f"Answer 1: {1 + int(digest[:4], 16) % 10}\nAnswer 2: {1 + int(digest[4:8], 16) % 10}"
         else:
             text = "I am not sure." if unparseable else ANSWER
+        with self.lock:
+            self.answered[json.dumps(body, sort_keys=True)] += 1
         data = {
             "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],

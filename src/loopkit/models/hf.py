@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+import os
+
+from pydantic import Field, field_validator
 
 from loopkit.component import Params
 from loopkit.device import best_device, resolve_dtype
@@ -17,6 +19,26 @@ class HFModel(ModelSource):
         path: str = Field(description="hub id (e.g. HuggingFaceTB/SmolLM2-135M-Instruct) or local directory")
         dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$")
         revision: str | None = None
+
+        @field_validator("path")
+        @classmethod
+        def _reachable_offline(cls, path: str) -> str:
+            """Offline, a path that is neither a directory nor in the local hub cache can never load: say so now."""
+            if Path(path).expanduser().is_dir() or not _offline():
+                return path
+            from huggingface_hub import try_to_load_from_cache
+
+            try:
+                cached = isinstance(try_to_load_from_cache(path, "config.json"), str)
+            except Exception:  # not even a valid hub id
+                cached = False
+            if not cached:
+                raise ValueError(
+                    f"'{path}' is neither a local directory nor a model in the local hub cache, and the hub is "
+                    "offline (HF_HUB_OFFLINE); download it where there is network (huggingface-cli download "
+                    f"{path} --local-dir DIR) and give DIR, or use a registered model (loopkit list-plugins)"
+                )
+            return path
 
     def pretrained_path(self) -> str:
         return self.params.path
@@ -37,3 +59,7 @@ class HFModel(ModelSource):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         return model.to(best_device()).eval(), tokenizer
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))

@@ -14,7 +14,8 @@ LION's referee it grades its own answer and the student's side by side, in both 
 
 Every call goes through the run's journal (``teacher-journal.sqlite``): a call already answered
 there is not sent again (unless the run asked for fresh calls). ``Generation.calls`` counts the
-calls actually sent to the backend, so a sample replayed from the journal costs 0 calls.
+calls a sample needed, whether sent now or answered by the journal (which belongs to one run
+directory: a journal answer is a call this run paid for before an interruption).
 
 A subclass implements only ``complete`` (one batch of chat conversations in, one ``Completion``
 each out) and names its ``backend`` and ``model_id``. When some calls of a batch fail for good,
@@ -265,9 +266,9 @@ class LLMTeacher(Teacher):
     # -- calls and the journal ----------------------------------------------------------------
 
     def _call(self, prompts: list[str], params: dict[str, Any]) -> tuple[list[str], list[int]]:
-        """Each prompt's response text, and the backend calls it cost (0 when the journal answered it).
+        """Each prompt's response text, and the calls it is charged (1 each; a repeat within the batch 0).
 
-        The same conversation twice in one batch is sent once.
+        The same conversation twice in one batch is sent once; one the journal has answered is not sent.
         """
         if not prompts:
             return [], []
@@ -299,10 +300,12 @@ class LLMTeacher(Teacher):
             for (key, conversation), c in zip(sent.items(), completions):
                 self._record(key, conversation, params, c, shared)
                 texts[key] = c.text
+        # A call is charged once per run: also when this run's journal answers it (it was paid for
+        # before an interruption, and no complete round counted it), never twice within a batch.
         charged = set()
         calls = []
         for key in keys:
-            calls.append(1 if key in sent and key not in charged else 0)
+            calls.append(0 if key in charged else 1)
             charged.add(key)
         return [texts[k] for k in keys], calls
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from loopkit.component import Component
+from loopkit.errors import LoopkitError
 from loopkit.progress import Stage
 
 
@@ -20,3 +21,30 @@ class Trainer(Component):
         """Write the trained student (full weights, or the adapter for LoRA) in HF format."""
         model.save_pretrained(directory)
         tokenizer.save_pretrained(directory)
+
+    def load(self, directory: Path, base: Callable[[], Any]) -> Any:
+        """The student ``save`` wrote (for resuming a run): ``base()`` with the saved weights or adapter.
+
+        The weights go into a fresh ``base()`` rather than through ``from_pretrained``, so the model
+        is built exactly as the run built it (e.g. its attention implementation, which the saved
+        config does not keep): a resumed run computes what an uninterrupted one would.
+        """
+        directory = Path(directory)
+        model = base()
+        if (directory / "adapter_config.json").exists():
+            from peft import PeftModel
+
+            return PeftModel.from_pretrained(model, str(directory), is_trainable=True).eval()
+        from safetensors.torch import load_file
+
+        device = str(next(model.parameters()).device)
+        state: dict[str, Any] = {}
+        for shard in sorted(directory.glob("*.safetensors")):
+            state.update(load_file(shard, device=device))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        loaded = {model.get_parameter(k).data_ptr() for k in state if k not in unexpected}
+        untied = [k for k in missing if model.get_parameter(k).data_ptr() not in loaded] if missing else []
+        if not state or unexpected or untied:
+            raise LoopkitError(f"{directory} does not hold this student's weights "
+                               f"({'no safetensors' if not state else (unexpected or untied)[0]}); start a new run")
+        return model.eval()
