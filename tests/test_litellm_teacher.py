@@ -126,7 +126,8 @@ def test_the_answered_calls_of_a_failed_batch_are_kept(server, api_key, tmp_path
     assert [r[5] is None for r in journal_rows(tmp_path)] == [True, False]
     generations = make_teacher(server, tmp_path).generate(SEEDS[:2], round=1, seed=7)
     assert server.requests == 2 + 1 + 2  # the failed question again, then both answers
-    assert [g.calls for g in generations] == [1, 2] and all(g.sample.final == "42" for g in generations)
+    assert [g.calls for g in generations] == [2, 2] and all(g.sample.final == "42" for g in generations)
+    assert server.duplicates == 0  # the question answered before the failure was not paid for again
 
 
 def test_concurrency_is_bounded(server, api_key, tmp_path):
