@@ -39,7 +39,7 @@ class Scripted(LLMTeacher):
         self.answer = answer
         self.sent: list[list] = []
 
-    def complete(self, prompts, params):
+    def complete(self, prompts, params, done=None):
         self.sent.append(prompts)
         out = []
         for messages in prompts:
@@ -134,7 +134,7 @@ def test_hf_teacher_on_the_untrained_tiny_model_drops_its_garbage_with_reasons(w
 class Grader(Scripted):
     """Answers judge and referee prompts with fixed grades (the teacher's answer scores 9, the student's 3)."""
 
-    def complete(self, prompts, params):
+    def complete(self, prompts, params, done=None):
         self.sent.append(prompts)
         out = []
         for messages in prompts:

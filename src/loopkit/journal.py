@@ -100,5 +100,13 @@ class Journal:
         where = {None: "", True: " WHERE error IS NOT NULL", False: " WHERE error IS NULL"}[errors]
         return self._db.execute(f"SELECT COUNT(*) FROM calls{where}").fetchone()[0]
 
+    def totals(self) -> dict[str, float]:
+        """What the recorded calls cost: calls answered, calls failed, tokens and USD."""
+        answered, failed, tokens, usd = self._db.execute(
+            "SELECT COALESCE(SUM(error IS NULL), 0), COALESCE(SUM(error IS NOT NULL), 0), "
+            "COALESCE(SUM(prompt_tokens + completion_tokens), 0), COALESCE(SUM(cost), 0) FROM calls"
+        ).fetchone()
+        return {"calls": answered, "failed_calls": failed, "tokens": tokens, "usd": usd}
+
     def close(self) -> None:
         self._db.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +17,7 @@ from rich.table import Table
 
 from loopkit.environment import describe
 from loopkit.errors import LoopkitError
+from loopkit.journal import FILENAME, Journal
 from loopkit.loop import Loop, RunResult
 from loopkit.plugins import registry
 from loopkit.recipe import ResolvedRecipe
@@ -80,6 +83,23 @@ def start_run_dir(resolved: ResolvedRecipe, output: Path | None) -> RunDir:
     return run_dir
 
 
+def report_stop(console: Console, run_dir: RunDir, rows: list[dict]) -> None:
+    """What an interrupted run kept, what its teacher calls cost, and how to continue it."""
+    if rows:
+        console.print(results_table(RunResult(run_dir, rows)))
+        kept = f"rounds 0-{rows[-1]['round']} are complete and kept in {run_dir.path}"
+    else:
+        kept = f"no round completed in {run_dir.path}"
+    spent = f"{rows[-1]['teacher_calls'] if rows else 0} teacher calls in complete rounds"
+    journal_path = run_dir.path / FILENAME
+    if journal_path.exists():
+        journal = Journal(journal_path)
+        t = journal.totals()
+        journal.close()
+        spent += f"; journal: {t['calls']} answered calls, {t['tokens']} tokens, ${t['usd']:.4f}"
+    console.print(f"stopped: {kept} ({spent}); continue with: loopkit run --resume {run_dir.path}", highlight=False)
+
+
 def results_table(result: RunResult) -> Table:
     table = Table("round", "synthetic samples", "teacher calls", "test accuracy", "round time", title=str(result.run_dir.path))
     for row in result.rows:
@@ -134,14 +154,11 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
     try:
         with progress.bars:
             result = loop.run(run_dir, resume=resume is not None)
-    except BaseException:  # Ctrl-C or a crash: say what is safe on disk before the error is reported
-        if loop.rows:
-            console.print(results_table(RunResult(run_dir, loop.rows)))
-            last = loop.rows[-1]
-            console.print(
-                f"stopped: rounds 0-{last['round']} are complete and kept in {run_dir.path} "
-                f"({last['teacher_calls']} teacher calls)", highlight=False,
-            )
+    except BaseException as exc:  # Ctrl-C or a crash: say what is safe on disk before the error is reported
+        if isinstance(exc, KeyboardInterrupt):
+            # Everything on disk is already consistent (atomic files, committed journal): a second Ctrl-C leaves at once.
+            signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+        report_stop(console, run_dir, loop.rows)
         raise
     console.print(results_table(result))
     return result

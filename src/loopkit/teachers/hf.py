@@ -76,7 +76,7 @@ class HFTeacher(LLMTeacher):
             self._loaded = model, tokenizer
         return self._loaded
 
-    def complete(self, prompts: list[Messages], params: dict[str, Any]) -> list[Completion]:
+    def complete(self, prompts: list[Messages], params: dict[str, Any], done=None) -> list[Completion]:
         import torch
 
         from loopkit.student import Student

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from loopkit.errors import LoopkitError
 from loopkit.tasks.base import Task
-from loopkit.teachers.llm import BatchError, Completion, LLMTeacher, LLMTeacherParams, Messages
+from loopkit.teachers.llm import BatchError, Completion, Done, LLMTeacher, LLMTeacherParams, Messages
 
 
 class TeacherCallError(BatchError):
@@ -55,6 +55,7 @@ class LiteLLMTeacher(LLMTeacher):
     def __init__(self, params=None) -> None:
         super().__init__(params)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False  # set on Ctrl-C: no new call or retry is sent
 
     @property
     def model_id(self) -> str:
@@ -80,11 +81,20 @@ class LiteLLMTeacher(LLMTeacher):
                                f"export {name}=<your key>")
         return key
 
-    def complete(self, prompts: list[Messages], params: dict[str, Any]) -> list[Completion]:
+    def complete(self, prompts: list[Messages], params: dict[str, Any], done: Done | None = None) -> list[Completion]:
         key = self._api_key()
         if self._loop is None:
             self._loop = asyncio.new_event_loop()  # one loop for the teacher's life: litellm keeps state on it
-        results = self._loop.run_until_complete(self._complete_all(prompts, params, key))
+        self._stopping = False
+        batch = self._loop.create_task(self._complete_all(prompts, params, key, done))
+        try:
+            results = self._loop.run_until_complete(batch)
+        except KeyboardInterrupt:
+            # Ctrl-C: send nothing new, but let the calls in flight finish (they are paid for) and be
+            # journaled through ``done``; a second Ctrl-C interrupts this wait too.
+            self._stopping = True
+            self._loop.run_until_complete(batch)
+            raise
         failed = [r for r in results if isinstance(r, BaseException)]
         if not failed:
             return results
@@ -94,16 +104,20 @@ class LiteLLMTeacher(LLMTeacher):
         more = f" ({len(failed) - 1} more calls of this batch failed too)" if len(failed) > 1 else ""
         raise TeacherCallError(f"{failed[0]}{more}", [None if isinstance(r, BaseException) else r for r in results])
 
-    async def _complete_all(self, prompts: list[Messages], params: dict[str, Any], key: str | None) -> list[Any]:
+    async def _complete_all(self, prompts: list[Messages], params: dict[str, Any], key: str | None,
+                            done: Done | None) -> list[Any]:
         """Each conversation's Completion, or the exception that ended its call."""
         litellm = _litellm()
         gate = asyncio.Semaphore(self.params.concurrency)
 
-        async def one(messages: Messages) -> Completion:
+        async def one(i: int, messages: Messages) -> Completion:
             async with gate:
-                return await self._complete_one(litellm, messages, params, key)
+                completion = await self._complete_one(litellm, messages, params, key)
+            if done is not None:
+                done(i, completion)
+            return completion
 
-        return list(await asyncio.gather(*(one(m) for m in prompts), return_exceptions=True))
+        return list(await asyncio.gather(*(one(i, m) for i, m in enumerate(prompts)), return_exceptions=True))
 
     async def _complete_one(self, litellm: Any, messages: Messages, params: dict[str, Any], key: str | None) -> Completion:
         p = self.params
@@ -111,6 +125,8 @@ class LiteLLMTeacher(LLMTeacher):
         retries = 0
         clock = time.monotonic()  # this call's latency includes its retries and their waits
         while True:
+            if self._stopping:
+                raise TeacherCallError(f"teacher call to {target} not sent: the run is stopping")
             try:
                 response = await litellm.acompletion(
                     model=p.model, messages=messages, api_base=p.api_base, api_key=key, timeout=p.timeout,

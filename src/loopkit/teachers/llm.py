@@ -31,7 +31,7 @@ import time
 from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import Field, field_validator
 
@@ -92,6 +92,9 @@ class Completion:
     cost: float = 0.0  # USD
     retries: int = 0  # attempts that failed (and were retried) before this answer
     latency: float | None = None  # seconds for this call; None: the batch's wall time is shared by its calls
+
+
+Done = Callable[[int, "Completion"], None]  # called by a backend as each call of a batch is answered
 
 
 class BatchError(LoopkitError):
@@ -158,8 +161,12 @@ class LLMTeacher(Teacher):
         """What identifies the model in journal keys (a name and everything that changes its weights)."""
 
     @abstractmethod
-    def complete(self, prompts: list[Messages], params: dict[str, Any]) -> list[Completion]:
-        """One completion per conversation, in order, sampled with ``params``."""
+    def complete(self, prompts: list[Messages], params: dict[str, Any], done: Done | None = None) -> list[Completion]:
+        """One completion per conversation, in order, sampled with ``params``.
+
+        A backend that finishes calls one by one (an API) calls ``done(index, completion)`` as each
+        finishes, so it is journaled at once and an interruption loses no answered call.
+        """
 
     def sampling(self, seed: int) -> dict[str, Any]:
         """The sampling params of one batch of calls (part of every journal key)."""
@@ -283,23 +290,32 @@ class LLMTeacher(Teacher):
                 if entry is not None:
                     texts[key] = entry.response or ""
         missing = list(dict.fromkeys(k for k in keys if k not in texts))
-        sent = {k: conversations[keys.index(k)] for k in missing}
-        if missing:
+        sent = [(k, conversations[keys.index(k)]) for k in missing]
+        if sent:
+            recorded: set[int] = set()
+
+            def record(i: int, c: Completion | None, shared: float = 0.0, error: str | None = None) -> None:
+                if i not in recorded:
+                    recorded.add(i)
+                    key, conversation = sent[i]
+                    self._record(key, conversation, params, c, shared, error)
+                    if c is not None:
+                        texts[key] = c.text
+
             clock = time.monotonic()
             try:
-                completions = self.complete(list(sent.values()), params)
+                completions = self.complete([c for _, c in sent], params, record)
             except Exception as exc:
                 # The calls of a failed batch that were answered are kept: a re-run does not pay for them again.
-                shared = (time.monotonic() - clock) / len(missing)
+                shared = (time.monotonic() - clock) / len(sent)
                 answered = exc.completions if isinstance(exc, BatchError) else [None] * len(sent)
-                for (key, conversation), c in zip(sent.items(), answered):
-                    self._record(key, conversation, params, c, shared, error=f"{type(exc).__name__}: {exc}" if c is None else None)
+                for i, c in enumerate(answered):
+                    record(i, c, shared, error=f"{type(exc).__name__}: {exc}" if c is None else None)
                 raise
             # A backend that cannot time single calls (a batched local model) shares the batch's wall time.
-            shared = (time.monotonic() - clock) / len(missing)
-            for (key, conversation), c in zip(sent.items(), completions):
-                self._record(key, conversation, params, c, shared)
-                texts[key] = c.text
+            shared = (time.monotonic() - clock) / len(sent)
+            for i, c in enumerate(completions):
+                record(i, c, shared)
         # A call is charged once per run: also when this run's journal answers it (it was paid for
         # before an interruption, and no complete round counted it), never twice within a batch.
         charged = set()

@@ -74,7 +74,7 @@ class VLLMTeacher(LLMTeacher):
             self._engine = LLM(model=path, dtype=p.dtype, max_model_len=p.max_model_len, seed=0, **memory, **p.engine)
         return self._engine
 
-    def complete(self, prompts: list[Messages], params: dict[str, Any]) -> list[Completion]:
+    def complete(self, prompts: list[Messages], params: dict[str, Any], done=None) -> list[Completion]:
         from vllm import SamplingParams
 
         engine = self._start()
