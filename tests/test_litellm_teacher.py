@@ -205,3 +205,4 @@ def test_the_api_teacher_judges_for_the_selector_and_every_call_is_charged(
     assert metrics["selector_teacher_calls"] == calls_per_seed * pool  # the seeds have reference answers: no own-answer calls
     assert result.rows[-1]["teacher_calls"] == calls_per_seed * pool + 2 * 6
     assert Journal(run / FILENAME).count() == server.requests == result.rows[-1]["teacher_calls"]
+    assert result.rows[-1]["teacher_tokens"] == Journal(run / FILENAME).totals()["tokens"] > 0

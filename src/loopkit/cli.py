@@ -91,6 +91,7 @@ def build_app() -> typer.Typer:
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Parent directory for the run directory (default: the recipe's output_dir)."),
         resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run directory after its last complete round."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Call the teacher again even where its journal already has the answer."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and its expected spend; load no model, call nothing."),
     ) -> None:
         """Run the closed loop of a recipe; everything lands in a new run directory (or the one resumed)."""
         from loopkit.errors import LoopkitError
@@ -103,6 +104,10 @@ def build_app() -> typer.Typer:
 
             recipe = resumable(resume, recipe)
         resolved = load_recipe(recipe, overrides or [])
+        if dry_run:
+            from loopkit.runner import dry_run as print_plan
+
+            return print_plan(resolved, console)
         from loopkit.runner import run_with_display
 
         run_with_display(resolved, output, console, use_cache=not no_cache, resume=resume)

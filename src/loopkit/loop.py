@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from loopkit.budget import first_exceeded, round_cost
 from loopkit.errors import DataError, RecipeError
 from loopkit.progress import NullProgress, Progress
 from loopkit.recipe import ResolvedRecipe
@@ -35,6 +36,7 @@ from loopkit.teachers.base import Teacher
 class RunResult:
     run_dir: RunDir
     rows: list[dict] = field(default_factory=list)  # one per round: accuracy, samples, calls, times
+    stopped: str | None = None  # why the run ended early (a budget cap), if it did
 
     @property
     def accuracies(self) -> list[float]:
@@ -97,6 +99,7 @@ class Loop:
         self.teacher_calls = 0
         self.history: list[int] = []  # pool indices selected in earlier rounds, oldest first
         self.rows: list[dict] = []
+        self.stopped: str | None = None  # why the run ended before its last round (a budget cap)
         self.started = time.monotonic()
 
     def run(self, run_dir: RunDir, resume: bool = False) -> RunResult:
@@ -121,8 +124,26 @@ class Loop:
             plan = [(t, self.recipe.loop.per_round) for t in range(1, self.recipe.loop.rounds + 1)]
         for round, m in plan:
             if round > done:
+                reason = self._over_budget(m)
+                if reason is not None:
+                    self.stopped = f"stopped before round {round}: {reason}"
+                    self._write_summary()
+                    self.progress.note(self.stopped)
+                    break
                 self._round(round, m)
-        return RunResult(self.run_dir, self.rows)
+        return RunResult(self.run_dir, self.rows, self.stopped)
+
+    def spent(self) -> dict[str, float]:
+        """Spend so far in every budget currency (plus the answered calls the per-call averages need)."""
+        return {"samples": len(self.synthetic), "teacher_calls": self.teacher_calls, **self.teacher.spent()}
+
+    def _over_budget(self, m: int) -> str | None:
+        caps = self.recipe.budget.model_dump()
+        if all(v is None for v in caps.values()):
+            return None
+        judged = self.recipe.loop.mode == "active" and bool(self.selector.needs & {"judge_score", "referee_gap"})
+        cost = round_cost(self.teacher, self.selector.needs, self.data.pool, m, judged, self.spent())
+        return first_exceeded(caps, self.spent(), cost)
 
     def _restore(self) -> int:
         """Load the state the complete rounds left; remove unfinished rounds. Returns the last complete round (-1: none)."""
@@ -131,7 +152,7 @@ class Loop:
         for round in range(done + 1):
             out = self.run_dir.path / f"round-{round:03d}"
             metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-            self.rows.append({k: metrics[k] for k in ROW_KEYS})
+            self.rows.append({k: metrics[k] for k in ROW_KEYS if k in metrics})
             if round >= 1:
                 self.history.extend(json.loads(line)["index"] for line in _lines(out / "selected.jsonl"))
                 new = read_samples(out / "synthetic.jsonl")
@@ -211,6 +232,12 @@ class Loop:
         times["train"] = time.monotonic() - clock
         self._finish_round(round, times, {"train": train_metrics, "dropped": len(dropped), "selector_teacher_calls": selector_calls})
 
+    def _write_summary(self) -> None:
+        summary = {"name": self.recipe.name, "mode": self.recipe.loop.mode, "rounds": self.rows}
+        if self.stopped:
+            summary["stopped"] = self.stopped
+        self.run_dir.write_json("summary.json", summary)
+
     def _duplicate(self, sample: Sample) -> str | None:
         """Why a new question cannot be kept as a duplicate (compared normalised), or None."""
         question = normalize_question(sample.question)
@@ -269,10 +296,13 @@ class Loop:
         times["evaluate"] = time.monotonic() - clock
         out = self.run_dir.round_dir(round)
         self.run_dir.write_jsonl(out / "eval.jsonl", rows)
+        spent = self.teacher.spent()
         row = {
             "round": round,
             "samples": len(self.synthetic),
             "teacher_calls": self.teacher_calls,
+            "teacher_tokens": spent["teacher_tokens"],
+            "usd": round_usd(spent["usd"]),
             "accuracy": accuracy,
             "seconds": {k: _seconds(v) for k, v in times.items()},
             "elapsed": _seconds(time.monotonic() - self.started),
@@ -280,11 +310,15 @@ class Loop:
         self.run_dir.write_json(out / "metrics.json", {**row, **extra})
         self.run_dir.mark_complete(round)
         self.rows.append(row)
-        self.run_dir.write_json("summary.json", {"name": self.recipe.name, "mode": self.recipe.loop.mode, "rounds": self.rows})
+        self._write_summary()
         self.progress.round_done(row)
 
 
-ROW_KEYS = ("round", "samples", "teacher_calls", "accuracy", "seconds", "elapsed")  # a round's summary row
+ROW_KEYS = ("round", "samples", "teacher_calls", "teacher_tokens", "usd", "accuracy", "seconds", "elapsed")  # a summary row
+
+
+def round_usd(x: float) -> float:
+    return round(x, 6)
 
 
 def _lines(path):

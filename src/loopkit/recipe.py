@@ -44,6 +44,15 @@ class LoopSpec(_Strict):
                           "(ones that repeat a test question are always dropped)")
 
 
+class BudgetSpec(_Strict):
+    """Hard caps; the loop stops before a round that would exceed one (judge and referee calls count)."""
+
+    samples: int | None = Field(None, ge=0, description="synthetic samples kept for training")
+    teacher_calls: int | None = Field(None, ge=0, description="teacher calls, generation and judging")
+    teacher_tokens: int | None = Field(None, ge=0, description="prompt + completion tokens of teacher calls")
+    usd: float | None = Field(None, ge=0, description="teacher cost in USD (litellm's offline cost map)")
+
+
 class Recipe(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     seed: int = 0
@@ -53,6 +62,7 @@ class Recipe(_Strict):
     selector: ComponentSpec = ComponentSpec(name="random")
     trainer: ComponentSpec = ComponentSpec(name="trl-sft")
     loop: LoopSpec = LoopSpec()
+    budget: BudgetSpec = BudgetSpec()
     output_dir: str = "runs"
 
     @property

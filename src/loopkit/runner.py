@@ -44,8 +44,12 @@ class RichProgress:
 
     def round_done(self, row: dict) -> None:
         times = ", ".join(f"{k} {v:.1f}s" for k, v in row["seconds"].items())
+        spend = f"{row['teacher_calls']} teacher calls"
+        if row.get("teacher_tokens"):
+            spend += f", {row['teacher_tokens']:,} tokens, ${row.get('usd', 0):.4f}"
         self.console.print(
-            f"round {row['round']}: accuracy [bold]{row['accuracy']:.1%}[/] with {row['samples']} synthetic samples ({times})",
+            f"round {row['round']}: accuracy [bold]{row['accuracy']:.1%}[/] with {row['samples']} synthetic samples; "
+            f"spent {spend} ({times})",
             highlight=False,
         )
 
@@ -161,4 +165,47 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
         report_stop(console, run_dir, loop.rows)
         raise
     console.print(results_table(result))
+    if result.stopped:
+        console.print(f"[yellow]{result.stopped}[/]", highlight=False)
     return result
+
+
+def dry_run(resolved: ResolvedRecipe, console: Console) -> None:
+    """Print the plan and its expected spend; loads the task's data but no model."""
+    from loopkit.budget import first_exceeded, round_cost
+    from loopkit.loop import bind_teacher, load_task_data
+
+    recipe = resolved.recipe
+    task = resolved.build("task")
+    data = load_task_data(task, resolved)
+    teacher = resolved.build("teacher")
+    bind_teacher(teacher, task, resolved)
+    needs = resolved.classes["selector"].needs
+    static = recipe.loop.mode == "static"
+    plan = [(1, recipe.sample_budget)] if static else [(t, recipe.loop.per_round) for t in range(1, recipe.loop.rounds + 1)]
+    judged = not static and bool(needs & {"judge_score", "referee_gap"})
+    console.print(
+        f"plan for {resolved.source}: task {recipe.task.name} ({len(data.pool)} seeds, {len(data.test)} test), "
+        f"student {recipe.student.name}, teacher {recipe.teacher.name}, selector {recipe.selector.name}, "
+        f"trainer {recipe.trainer.name}; {recipe.loop.mode}, {len(plan)} round(s), {recipe.sample_budget} samples",
+        highlight=False,
+    )
+    table = Table("round", "samples", "teacher calls", "teacher tokens", "USD", "student passes over the pool",
+                  title="expected spend (cumulative; tokens and USD are estimates that err high)")
+    spent = {"samples": 0, "teacher_calls": 0, "teacher_tokens": 0.0, "usd": 0.0}
+    caps = recipe.budget.model_dump()
+    stop = None
+    for round, m in plan:
+        cost = round_cost(teacher, needs, data.pool, m, judged, {})
+        stop = first_exceeded(caps, spent, cost)
+        if stop:
+            stop = f"the budget stops the run before round {round}: {stop}"
+            break
+        for currency, amount in cost.as_dict().items():
+            spent[currency] += amount
+        passes = "none (random seeds)" if static or not needs else f"{len(data.pool)} answers + signals"
+        table.add_row(str(round), str(spent["samples"]), str(spent["teacher_calls"]), f"{spent['teacher_tokens']:,.0f}",
+                      f"{spent['usd']:.4f}", passes)
+    console.print(table)
+    console.print(stop or "within budget" if any(v is not None for v in caps.values()) else "no budget caps set",
+                  highlight=False)

@@ -34,6 +34,20 @@ class Judgement:
 
 
 class Teacher(Component):
+    calls_per_sample: int = 1  # teacher calls one synthetic sample costs
+
+    def judge_calls(self, needs: frozenset[str], seeds: list[Sample]) -> int:
+        """Calls to judge ``seeds`` for a selector that needs ``judge_score`` / ``referee_gap``."""
+        return len(seeds) * (("judge_score" in needs) + 2 * ("referee_gap" in needs))
+
+    def estimate_call(self, seeds: list[Sample]) -> tuple[float, float]:
+        """Expected (tokens, USD) of one call, before any call was made; (0, 0) for a free teacher."""
+        return 0.0, 0.0
+
+    def spent(self) -> dict[str, float]:
+        """What this run's calls cost so far: ``teacher_calls_answered``, ``teacher_tokens``, ``usd``."""
+        return {"teacher_calls_answered": 0, "teacher_tokens": 0, "usd": 0.0}
+
     def bind(self, task: Task) -> None:
         """Check the teacher can serve this task; raise RecipeError if not."""
 

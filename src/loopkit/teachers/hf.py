@@ -41,6 +41,7 @@ class ModelSpec(BaseModel):
 
 class HFTeacher(LLMTeacher):
     backend = "hf"
+    max_tokens_field = "max_new_tokens"
 
     class Params(LLMTeacherParams):
         model: ModelSpec

@@ -67,6 +67,14 @@ class LiteLLMTeacher(LLMTeacher):
         return {"temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens,
                 "seed": p.seed if p.seed is not None else seed}
 
+    def price(self, prompt_tokens: int, completion_tokens: int) -> float:
+        try:
+            prompt_usd, completion_usd = _litellm().cost_per_token(
+                model=self.params.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        except Exception:  # a model the offline cost map does not know
+            return 0.0
+        return float(prompt_usd + completion_usd)
+
     def bind(self, task: Task) -> None:
         super().bind(task)
         self._api_key()  # a missing key fails validation, long before the first call

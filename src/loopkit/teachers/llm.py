@@ -148,6 +148,8 @@ class LLMTeacherParams(Params):
 class LLMTeacher(Teacher):
     Params = LLMTeacherParams
     backend: str = "llm"  # the registered name; also the synthetic samples' source
+    calls_per_sample = 2  # a new question, then its answer
+    max_tokens_field = "max_tokens"  # the param that caps a call's completion tokens
 
     def __init__(self, params: Params | None = None) -> None:
         super().__init__(params)
@@ -178,6 +180,27 @@ class LLMTeacher(Teacher):
     def open(self, run_dir: Path, use_cache: bool = True) -> None:
         self.journal = Journal(Path(run_dir) / FILENAME)
         self.use_cache = use_cache
+
+    def judge_calls(self, needs: frozenset[str], seeds: list[Sample]) -> int:
+        own_answers = sum(s.answer is None for s in seeds)  # the referee writes its own answer where there is none
+        return super().judge_calls(needs, seeds) + (own_answers if "referee_gap" in needs else 0)
+
+    def estimate_call(self, seeds: list[Sample]) -> tuple[float, float]:
+        """Tokens: a rendered call-1 prompt (~4 characters a token) plus the completion limit; priced by ``price``."""
+        sample = seeds[:200]
+        prompt = sum(len(self._question_prompt(s)) for s in sample) / max(len(sample), 1) / 4
+        completion = float(getattr(self.params, self.max_tokens_field, 0))
+        return prompt + completion, self.price(int(prompt), int(completion))
+
+    def price(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD of one call with these token counts (0: a local model)."""
+        return 0.0
+
+    def spent(self) -> dict[str, float]:
+        if self.journal is None:
+            return super().spent()
+        t = self.journal.totals()
+        return {"teacher_calls_answered": t["calls"], "teacher_tokens": t["tokens"], "usd": t["usd"]}
 
     def template(self, kind: str) -> str:
         """The ``kind`` template in use: the recipe's, else the task's default, else loopkit's."""
