@@ -206,3 +206,30 @@ def test_the_api_teacher_judges_for_the_selector_and_every_call_is_charged(
     assert result.rows[-1]["teacher_calls"] == calls_per_seed * pool + 2 * 6
     assert Journal(run / FILENAME).count() == server.requests == result.rows[-1]["teacher_calls"]
     assert result.rows[-1]["teacher_tokens"] == Journal(run / FILENAME).totals()["tokens"] > 0
+
+
+def test_a_key_the_backend_echoes_is_redacted_from_every_file_and_message(server, api_key, write_recipe, tmp_path):
+    server.echo_key = True
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(build_app(), [
+        "run", str(write_recipe()), "-o", str(out), "--set", "loop.rounds=1", "--set", "teacher.name=litellm",
+        "--set", "teacher.params={model: openai/test-model, api_key_env: " + KEY_ENV + f", api_base: '{server.url}'}}",
+    ])
+    assert result.exit_code == 0, result.output
+    assert KEY not in result.output
+    (run,) = out.iterdir()
+    synthetic = (run / "round-001" / "synthetic.jsonl").read_text()
+    assert "you sent Bearer ***" in synthetic  # the echo was kept, the key masked
+    for path in (p for p in run.rglob("*") if p.is_file()):
+        assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_literal_key_in_a_recipe_is_refused(write_recipe):
+    result = CliRunner().invoke(build_app(), [
+        "validate", str(write_recipe()), "--set", "teacher.name=litellm",
+        "--set", "teacher.params={model: openai/test-model, api_key: sk-live-123456}",
+    ])
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert "\n" not in line and "teacher.params.api_key: a recipe must not hold a secret" in line and "api_key_env" in line
+    assert "sk-live-123456" not in line

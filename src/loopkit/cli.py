@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from loopkit import __version__
 from loopkit.errors import LoopkitError
+from loopkit.secrets import redact
 
 err_console = Console(stderr=True)
 console = Console()
@@ -40,7 +41,7 @@ class LoopkitGroup(TyperGroup):
         except LoopkitError as exc:
             if _debug_enabled(ctx):
                 raise
-            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]Error:[/] {redact(str(exc))}", highlight=False, soft_wrap=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             err_console.print("Interrupted.")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loopkit.secrets import redact
+
 FILENAME = "teacher-journal.sqlite"
 
 _SCHEMA = """
@@ -40,6 +42,10 @@ CREATE INDEX IF NOT EXISTS calls_key ON calls (key);
 
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _redacted(text: str | None) -> str | None:
+    return None if text is None else redact(text)
 
 
 def call_key(backend: str, model: str, messages: Any, params: dict[str, Any]) -> str:
@@ -91,8 +97,8 @@ class Journal:
         self._db.execute(
             "INSERT INTO calls (key, backend, model, request, response, prompt_tokens, completion_tokens, cost, "
             "latency, retries, error, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, backend, model, _canonical(request), response, prompt_tokens, completion_tokens, cost, latency,
-             retries, error, time.time()),
+            (key, backend, model, redact(_canonical(request)), _redacted(response), prompt_tokens, completion_tokens,
+             cost, latency, retries, _redacted(error), time.time()),
         )
 
     def count(self, errors: bool | None = None) -> int:

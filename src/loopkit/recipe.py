@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loopkit.component import Component
+from loopkit.secrets import refuse_literal_secrets, remember_recipe_secrets
 from loopkit.errors import LoopkitError, RecipeError
 from loopkit.registry import Registry
 
@@ -184,6 +185,10 @@ def parse_recipe(data: dict, source: str, registry: Registry) -> ResolvedRecipe:
     params: dict[str, BaseModel] = {}
     for role, kind in ROLES.items():
         spec: ComponentSpec = getattr(recipe, role)
+        literal = refuse_literal_secrets(spec.params, f"{role}.params")
+        if literal:
+            raise RecipeError(f"{source}: {literal}")
+        remember_recipe_secrets(spec.params)
         try:
             cls = registry.load(kind, spec.name)
         except LoopkitError as exc:

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from pydantic import BaseModel
 
 from loopkit.errors import LoopkitError
+from loopkit.secrets import redact
 
 COMPLETE = "COMPLETE"
 
@@ -59,7 +60,7 @@ class RunDir:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
+                f.write(redact(text))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)

@@ -38,6 +38,7 @@ class ChatServer:
     def __init__(self) -> None:
         self.faults: list[str] = []  # "429", "500", "slow", "malformed", or "ok"
         self.unparseable = 0  # this many answer calls get a reply without a final line
+        self.echo_key = False  # answers quote the request's Authorization header (a leaky backend)
         self.slow = 1.0  # seconds a "slow" reply takes
         self.delay = 0.0  # seconds every reply takes
         self.requests = 0
@@ -125,6 +126,8 @@ class ChatServer:
             text = f"Answer 1: {1 + int(digest[:4], 16) % 10}\nAnswer 2: {1 + int(digest[4:8], 16) % 10}"
         else:
             text = "I am not sure." if unparseable else ANSWER
+            if self.echo_key:
+                text = f"(you sent {headers.get('Authorization', '')})\n{text}"
         with self.lock:
             self.answered[json.dumps(body, sort_keys=True)] += 1
         data = {
