@@ -47,6 +47,14 @@ class LoopkitGroup(TyperGroup):
             err_console.print("Interrupted.")
             ctx.exit(130)
         except Exception as exc:
+            if _is_usage_error(exc) and not _debug_enabled(ctx):
+                command = exc.ctx.command_path if getattr(exc, "ctx", None) else "loopkit"
+                err_console.print(
+                    f"[bold red]Error:[/] {exc.format_message()} (see {command} --help; recipe values are "
+                    "changed with --set, e.g. --set loop.rounds=3)",
+                    highlight=False, soft_wrap=True,
+                )
+                ctx.exit(1)
             if _is_framework_signal(exc) or _debug_enabled(ctx):
                 raise
             err_console.print(
@@ -55,6 +63,11 @@ class LoopkitGroup(TyperGroup):
                 highlight=False, soft_wrap=True,
             )
             ctx.exit(1)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """A command line typer/click could not parse (unknown option, missing argument, ...)."""
+    return _is_framework_signal(exc) and any(c.__name__ == "UsageError" for c in type(exc).__mro__)
 
 
 def _is_framework_signal(exc: Exception) -> bool:
@@ -145,6 +158,86 @@ def build_app() -> typer.Typer:
         result = export_run(run_dir, to, round, merge)
         console.print(f"round {result.round} student ({result.model_kind}): {result.model_dir}", highlight=False)
         console.print(f"synthetic data ({result.rows} rows, card README.md): {result.data_dir}", highlight=False)
+
+    @app.command()
+    def compare(
+        recipe: Path = typer.Argument(..., help="The recipe YAML file every arm starts from."),
+        selectors: str = typer.Option("loss,random", "--selectors", help="Comma-separated selector names, one arm each."),
+        seeds: int = typer.Option(3, "--seeds", help="Seeds per arm (the recipe's seed, +1, +2, ...)."),
+        static: bool = typer.Option(False, "--static", help="Add the static baseline (same sample budget, at once)."),
+        jobs: int = typer.Option(1, "--jobs", min=1, help="Arms run at once, each in its own process."),
+        directory: Optional[Path] = typer.Option(None, "--dir", "-d", help="The comparison directory (default: <output_dir>/<name>-compare); run again to resume."),
+        overrides: Optional[List[str]] = OverridesOption,
+        target: float = typer.Option(0.5, "--target", help="Accuracy for N(target) in the final report."),
+    ) -> None:
+        """Run every arm (selector x seed, plus --static) under one directory, then report them."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from loopkit.compare import plan_arms, run_arms
+        from loopkit.recipe import load_recipe
+
+        resolved = load_recipe(recipe, overrides or [])
+        names = [s.strip() for s in selectors.split(",") if s.strip()]
+        if not names and not static:
+            raise LoopkitError("--selectors is empty; name at least one selector (e.g. --selectors loss,random)")
+        arms = plan_arms(resolved, names, seeds, static)
+        target_dir = directory or Path(resolved.recipe.output_dir) / f"{resolved.recipe.name}-compare"
+        console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {jobs} at a time)", highlight=False)
+        with Progress(TextColumn("[bold]arms"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("{task.description}"), console=console) as bars:
+            overall = bars.add_task("", total=len(arms))
+
+            def on_change(arm, state):
+                if state.startswith(("done", "failed")):
+                    bars.advance(overall)
+                    console.print(f"{arm.name}: {state}", highlight=False)
+                else:
+                    bars.update(overall, description=f"{arm.name} {state}")
+
+            states = run_arms(recipe, resolved, arms, target_dir, jobs, overrides or [], on_change)
+        failed = [name for name, state in states.items() if state != "done"]
+        _print_report([target_dir], target, target_dir)
+        if failed:
+            raise LoopkitError(f"{len(failed)} arm(s) failed ({', '.join(failed)}); see their .log files in {target_dir}, "
+                               "then run the same command again to resume them")
+
+    @app.command()
+    def report(
+        paths: List[Path] = typer.Argument(..., help="Run directories, or comparison directories holding them."),
+        target: float = typer.Option(0.5, "--target", help="Accuracy τ for N(τ), the samples needed to reach it."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Where report.json and the PNGs go (default: the first path)."),
+    ) -> None:
+        """Per arm: mean ± SE over seeds of accuracy, AUC, N(τ) and spend; plots; fidelity."""
+        _print_report(paths, target, out or paths[0])
+
+    def _print_report(paths: list[Path], target: float, out: Path) -> None:
+        from rich.table import Table
+
+        from loopkit.report import find_runs, plot, summarize
+
+        data = summarize(find_runs(paths), target)
+        out.mkdir(parents=True, exist_ok=True)
+        pngs = plot(data, out)
+        (out / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+        def cell(m, fmt="{:.1%}"):
+            return "-" if m["mean"] is None else f"{fmt.format(m['mean'])} ± {fmt.format(m['se'])}"
+
+        table = Table("arm", "seeds", "final accuracy", "AUC", f"N({target:g})", "teacher calls", "tokens", "USD",
+                      title=f"mean ± standard error over seeds (budget {data['budget']} samples)")
+        for arm, a in data["arms"].items():
+            reached = a["n_to_target"]
+            table.add_row(arm, str(len(a["seeds"])), cell(a["final_accuracy"]), cell(a["auc"]),
+                          f"{cell(reached, '{:.0f}')} ({reached['reached']}/{len(a['seeds'])} reached)",
+                          cell(a["teacher_calls"], "{:.0f}"), cell(a["teacher_tokens"], "{:.0f}"), cell(a["usd"], "{:.4f}"))
+        console.print(table)
+        f = data["fidelity"]
+        if f["available"]:
+            fmt = lambda x: "n/a" if x is None else f"{x:+.2f}"  # noqa: E731
+            console.print(f"fidelity (Spearman, own loss of seed vs offspring): per item {fmt(f['per_item_spearman'])} "
+                          f"over {f['pairs']} pairs; data-set level (medians) {fmt(f['dataset_level_spearman'])} over "
+                          f"{f['groups']} run-rounds", highlight=False)
+        console.print(f"wrote {out / 'report.json'} and {', '.join(p.name for p in pngs)}", highlight=False)
 
     @app.command("list-plugins")
     def list_plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:

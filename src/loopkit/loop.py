@@ -100,6 +100,7 @@ class Loop:
         self.history: list[int] = []  # pool indices selected in earlier rounds, oldest first
         self.rows: list[dict] = []
         self.stopped: str | None = None  # why the run ended before its last round (a budget cap)
+        self._loaded: Any = None  # the untrained student, once load_student ran
         self.started = time.monotonic()
 
     def run(self, run_dir: RunDir, resume: bool = False) -> RunResult:
@@ -111,7 +112,8 @@ class Loop:
         """
         self.run_dir = run_dir
         self.teacher.open(run_dir.path, use_cache=self.use_cache)
-        model, self.tokenizer = self.model_source.load(self.recipe.seed)
+        model = self.load_student()
+        self._loaded = None
         done = self._restore() if resume else -1
         if done >= 1:
             model = self._saved_student(done)
@@ -144,6 +146,14 @@ class Loop:
         judged = self.recipe.loop.mode == "active" and bool(self.selector.needs & {"judge_score", "referee_gap"})
         cost = round_cost(self.teacher, self.selector.needs, self.data.pool, m, judged, self.spent())
         return first_exceeded(caps, self.spent(), cost)
+
+    def load_student(self) -> Any:
+        """Load the untrained student and let the trainer check it fits (call early: no run directory needed)."""
+        if self._loaded is None:
+            model, self.tokenizer = self.model_source.load(self.recipe.seed)
+            self.trainer.check(model)
+            self._loaded = model
+        return self._loaded
 
     def _restore(self) -> int:
         """Load the state the complete rounds left; remove unfinished rounds. Returns the last complete round (-1: none)."""
@@ -211,6 +221,10 @@ class Loop:
         times["generate"] = time.monotonic() - clock
         self.run_dir.write_jsonl(out / "synthetic.jsonl", new)
         self.run_dir.write_jsonl(out / "dropped.jsonl", dropped)
+        if self.recipe.loop.score_offspring and new:
+            clock = time.monotonic()
+            self.run_dir.write_jsonl(out / "fidelity.jsonl", self._fidelity(round, new))
+            times["fidelity"] = time.monotonic() - clock
         self.synthetic.extend(new)
 
         clock = time.monotonic()
@@ -231,6 +245,18 @@ class Loop:
             self.student = self._student(model)
         times["train"] = time.monotonic() - clock
         self._finish_round(round, times, {"train": train_metrics, "dropped": len(dropped), "selector_teacher_calls": selector_calls})
+
+    def _fidelity(self, round: int, offspring: list[Sample]) -> list[dict]:
+        """Each kept offspring's own loss beside its seed's, both under the student that picked the seed."""
+        by_id = {s.id: s for s in self.data.pool}
+        seeds = [by_id[o.seed_id] for o in offspring]
+        items = seeds + offspring
+        with self.progress.stage(round, "fidelity", 2 * len(items)) as stage:
+            answers = self.student.generate([self.task.prompt(s.question) for s in items], stage.advance)
+            loss = student_signals(self.student, self.task, items, answers, frozenset({"own_loss"}), stage.advance)["own_loss"]
+        n = len(offspring)
+        return [{"seed_id": s.id, "offspring_id": o.id, "seed_own_loss": float(loss[i]), "offspring_own_loss": float(loss[n + i])}
+                for i, (s, o) in enumerate(zip(seeds, offspring))]
 
     def _write_summary(self) -> None:
         summary = {"name": self.recipe.name, "mode": self.recipe.loop.mode, "rounds": self.rows}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from loopkit.component import Component
 from loopkit.secrets import refuse_literal_secrets, remember_recipe_secrets
@@ -25,12 +25,27 @@ ROLES = {"task": "task", "student": "model", "teacher": "teacher", "selector": "
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: YAML's yes/no are booleans, and `rounds: yes` must not quietly mean one round
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+MAX_SAMPLES = 10_000_000  # a sample budget beyond this is a typo, not a plan
 
 
 class ComponentSpec(_Strict):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_alone(cls, value: Any) -> Any:
+        """``selector: loss`` is short for ``selector: {name: loss}``."""
+        if isinstance(value, str):
+            return {"name": value}
+        if not isinstance(value, dict):
+            raise ValueError(f"write a component as a name (loss) or a mapping ({{name: loss, params: {{...}}}}), "
+                             f"not {type(value).__name__}")
+        return value
 
 
 class LoopSpec(_Strict):
@@ -40,6 +55,9 @@ class LoopSpec(_Strict):
     retrain: Literal["base", "continue"] = "base"
     max_new_tokens: int = Field(32, ge=1, le=32768, description="student answer length when predicting and evaluating")
     batch_size: int = Field(64, ge=1, description="student batch size when predicting and scoring")
+    score_offspring: bool = Field(
+        False, description="also score each picked seed and its synthetic offspring by the student's own loss "
+                           "(fidelity.jsonl, for loopkit report's fidelity analysis); costs a pass over 2m items")
     unique_questions: bool = Field(
         True, description="drop new questions that repeat a pool seed or an earlier synthetic question "
                           "(ones that repeat a test question are always dropped)")
@@ -56,7 +74,7 @@ class BudgetSpec(_Strict):
 
 class Recipe(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="every stage derives its own seed from this")
     task: ComponentSpec
     student: ComponentSpec
     teacher: ComponentSpec
@@ -69,6 +87,13 @@ class Recipe(_Strict):
     @property
     def sample_budget(self) -> int:
         return self.loop.rounds * self.loop.per_round
+
+    @model_validator(mode="after")
+    def _sane_budget(self) -> "Recipe":
+        if self.sample_budget > MAX_SAMPLES:
+            raise ValueError(f"loop.rounds x loop.per_round = {self.sample_budget:,} samples; "
+                             f"at most {MAX_SAMPLES:,} (lower rounds or per_round)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -105,7 +130,7 @@ def _read_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_RecipeLoader)  # safe_load's loader, refusing duplicate keys
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -113,6 +138,9 @@ def _read_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
         raise RecipeError(f"{path}: invalid YAML{where}: {problem}") from None
     if data is None:
         raise RecipeError(f"{path}: the recipe is empty")
+    if _expanded_size(data) > MAX_VALUES:
+        raise RecipeError(f"{path}: the recipe expands to more than {MAX_VALUES:,} values (YAML aliases?); "
+                          "write it out without nested aliases")
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of sections (task, student, ...), not {type(data).__name__}")
     include = data.pop("include", None)
@@ -122,6 +150,39 @@ def _read_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
         raise RecipeError(f"{path}: include: give one file name")
     base = _read_yaml((path.parent / include).resolve(), chain + (path,))
     return _merge(base, data)
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice (YAML would silently keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (give each key once)", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+MAX_VALUES = 1_000_000
+
+
+def _expanded_size(data: Any) -> int:
+    """How many values ``data`` holds once YAML aliases are expanded (shared nodes counted per use)."""
+    memo: dict[int, int] = {}
+
+    def size(value: Any) -> int:
+        if isinstance(value, (dict, list)):
+            if id(value) not in memo:
+                memo[id(value)] = 0  # a cycle counts nothing more
+                items = value.values() if isinstance(value, dict) else value
+                memo[id(value)] = 1 + sum(size(v) for v in items)
+            return memo[id(value)]
+        return 1
+
+    return size(data)
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -149,6 +149,7 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
     if resume is not None:
         _check_same_recipe(resolved, resume)
     loop = Loop(resolved, progress, use_cache=use_cache)  # builds components and checks the data before anything is written
+    loop.load_student()  # a student that cannot load or be trained fails before a run directory exists
     if resume is not None:
         run_dir = RunDir(resume)
         console.print(f"resuming {run_dir.path} after round {run_dir.complete_rounds()}", highlight=False)
@@ -162,6 +163,7 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
         if isinstance(exc, KeyboardInterrupt):
             # Everything on disk is already consistent (atomic files, committed journal): a second Ctrl-C leaves at once.
             signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+        run_dir.discard_rounds_after(run_dir.complete_rounds())  # no half-done round is left to mislead anyone
         report_stop(console, run_dir, loop.rows)
         raise
     console.print(results_table(result))

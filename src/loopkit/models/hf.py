@@ -22,23 +22,8 @@ class HFModel(ModelSource):
 
         @field_validator("path")
         @classmethod
-        def _reachable_offline(cls, path: str) -> str:
-            """Offline, a path that is neither a directory nor in the local hub cache can never load: say so now."""
-            if Path(path).expanduser().is_dir() or not _offline():
-                return path
-            from huggingface_hub import try_to_load_from_cache
-
-            try:
-                cached = isinstance(try_to_load_from_cache(path, "config.json"), str)
-            except Exception:  # not even a valid hub id
-                cached = False
-            if not cached:
-                raise ValueError(
-                    f"'{path}' is neither a local directory nor a model in the local hub cache, and the hub is "
-                    "offline (HF_HUB_OFFLINE); download it where there is network (huggingface-cli download "
-                    f"{path} --local-dir DIR) and give DIR, or use a registered model (loopkit list-plugins)"
-                )
-            return path
+        def _loadable(cls, path: str) -> str:
+            return check_model_path(path)
 
     def pretrained_path(self) -> str:
         return self.params.path
@@ -50,7 +35,7 @@ class HFModel(ModelSource):
         try:
             tokenizer = AutoTokenizer.from_pretrained(p.path, revision=p.revision)
             model = AutoModelForCausalLM.from_pretrained(p.path, revision=p.revision, dtype=resolve_dtype(p.dtype))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             where = "a local directory" if Path(p.path).exists() else "not a local directory, and the hub could not serve it"
             raise LoopkitError(
                 f"model '{p.path}' could not be loaded ({where}): {str(exc).splitlines()[0]}; "
@@ -59,6 +44,35 @@ class HFModel(ModelSource):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         return model.to(best_device()).eval(), tokenizer
+
+
+def check_model_path(path: str) -> str:
+    """``path`` if ``from_pretrained`` can load it here, else ValueError saying what to do.
+
+    A local directory must hold a model (config.json). Offline, a hub id must be in the local hub
+    cache: otherwise the mistake surfaces only when the model loads, deep in a run.
+    """
+    local = Path(path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ValueError(f"'{path}' is a directory without a model (no config.json); give the directory "
+                             "save_pretrained wrote (or a hub id)")
+        return path
+    if not _offline():
+        return path
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = isinstance(try_to_load_from_cache(path, "config.json"), str)
+    except Exception:  # not even a valid hub id
+        cached = False
+    if not cached:
+        raise ValueError(
+            f"'{path}' is neither a local directory nor a model in the local hub cache, and the hub is "
+            "offline (HF_HUB_OFFLINE); download it where there is network (huggingface-cli download "
+            f"{path} --local-dir DIR) and give DIR, or use a registered model (loopkit list-plugins)"
+        )
+    return path
 
 
 def _offline() -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from loopkit.component import Params
 from loopkit.selectors.base import Selector, Signals, top_m
@@ -25,6 +25,13 @@ class RewardSelector(Selector):
 
     class Params(Params):
         model: str = Field(min_length=1, description="reward model: local directory or hub id")
+
+        @field_validator("model")
+        @classmethod
+        def _loadable(cls, path: str) -> str:
+            from loopkit.models.hf import check_model_path
+
+            return check_model_path(path)
         batch_size: int = Field(32, ge=1)
         max_length: int = Field(1024, ge=8, description="longest question + answer, in reward-model tokens")
 

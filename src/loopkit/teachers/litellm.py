@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import time
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from loopkit.errors import LoopkitError
 from loopkit.tasks.base import Task
@@ -51,6 +52,14 @@ class LiteLLMTeacher(LLMTeacher):
         top_p: float = Field(1.0, gt=0, le=1)
         max_tokens: int = Field(512, ge=1)
         seed: int | None = Field(None, description="sampling seed sent to providers that take one; default: derived from the run seed and round")
+
+        @field_validator("api_key_env")
+        @classmethod
+        def _a_name_not_a_key(cls, name: str | None) -> str | None:
+            if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError("must name an environment variable (e.g. OPENAI_API_KEY), not hold the key itself; "
+                                 "export the key in that variable")
+            return name
 
     def __init__(self, params=None) -> None:
         super().__init__(params)

@@ -17,6 +17,9 @@ class Trainer(Component):
               output_dir: Path, seed: int, stage: Stage) -> tuple[Any, dict]:
         """Fine-tune ``model`` on (rendered prompt, completion) pairs; return the model and metrics."""
 
+    def check(self, model: Any) -> None:
+        """Raise LoopkitError if this trainer's params cannot train ``model`` (before any round runs)."""
+
     def save(self, model: Any, tokenizer: Any, directory: Path) -> None:
         """Write the trained student (full weights, or the adapter for LoRA) in HF format."""
         model.save_pretrained(directory)

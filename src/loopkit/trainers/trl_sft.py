@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from loopkit.component import Params
+from loopkit.errors import LoopkitError
 from loopkit.device import bf16_supported, best_device
 from loopkit.progress import Stage
 from loopkit.trainers.base import Trainer
@@ -39,12 +40,26 @@ class TRLSFTTrainer(Trainer):
         max_length: int = Field(1024, ge=8, description="longer examples are truncated")
         weight_decay: float = Field(0.0, ge=0)
         warmup_steps: float = Field(0.0, ge=0, description="steps, or a fraction of all steps if < 1")
-        lr_scheduler: str = "linear"
+        lr_scheduler: Literal[
+            "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+            "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay",
+        ] = "linear"
         group_by_length: bool = Field(True, description="batch similar lengths together: less padding, faster steps")
         bf16: Literal["auto"] | bool = "auto"
         gradient_checkpointing: bool = False
         lora: LoraParams | None = None
         save_model: bool = True
+
+    def check(self, model) -> None:
+        lora = self.params.lora
+        if lora is None or lora.target_modules == "all-linear":
+            return
+        names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        missing = [m for m in lora.target_modules if m not in names]
+        if missing:
+            linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
+            raise LoopkitError(f"trainer.params.lora.target_modules: {missing} matches no module of the student; "
+                               f"use all-linear or some of {linear[:8]}")
 
     def train(self, model, tokenizer, prompts, completions, output_dir: Path, seed: int, stage: Stage):
         import datasets
