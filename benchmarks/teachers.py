@@ -27,15 +27,18 @@ from pathlib import Path
 KEY_ENV = "LOOPKIT_BENCH_LITELLM_KEY"
 
 
-class _Task:
-    """Just enough of a task for the teacher's parsing: the final answer after ``####``."""
+def _task():
+    """Just enough of a task for the teacher's parsing: the base Task's final-answer extraction."""
+    from loopkit.tasks.base import Task
 
-    @staticmethod
-    def extract(text: str) -> str | None:
-        from loopkit.tasks.base import FINAL_MARKER
+    class _Task(Task):
+        def load(self, seed):
+            raise NotImplementedError
 
-        tail = text.rsplit(FINAL_MARKER, 1)[-1].strip()
-        return tail or None
+        def check(self, sample, completion):
+            return self.extract(completion) == sample.final
+
+    return _Task()
 
 
 def litellm_arm(url: str, concurrency: int, seeds: list, run_dir: Path) -> tuple[float, int]:
@@ -45,7 +48,7 @@ def litellm_arm(url: str, concurrency: int, seeds: list, run_dir: Path) -> tuple
     teacher = LiteLLMTeacher(LiteLLMTeacher.Params(
         model="openai/bench-model", api_base=url, api_key_env=KEY_ENV, concurrency=concurrency,
         timeout=30, max_retries=0))
-    teacher.bind(_Task())
+    teacher.bind(_task())
     run_dir.mkdir(parents=True)
     teacher.open(run_dir)
     clock = time.perf_counter()
