@@ -1,0 +1,75 @@
+"""loopkit compare (arms as parallel processes, resumable) and loopkit report (mean ± SE, AUC, N(τ), plots, fidelity)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from loopkit.cli import build_app
+from loopkit.report import auc, n_to_reach, spearman
+
+
+def invoke(*args):
+    return CliRunner().invoke(build_app(), [str(a) for a in args])
+
+
+def one_line_error(result, fragment):
+    assert result.exit_code == 1, result.output
+    line = result.output.strip()
+    assert "\n" not in line and fragment in line and "Traceback" not in result.output, line
+
+
+ROWS = [{"samples": 0, "accuracy": 0.0}, {"samples": 100, "accuracy": 0.4}, {"samples": 200, "accuracy": 0.8}]
+
+
+def test_curve_metrics_on_known_curves():
+    assert n_to_reach(ROWS, 0.6) == pytest.approx(150.0)  # halfway between rounds 1 and 2
+    assert n_to_reach(ROWS, 0.9) is None
+    assert auc(ROWS, 200) == pytest.approx((100 * 0.2 + 100 * 0.6) / 200)
+    assert auc(ROWS[:2], 200) == pytest.approx((100 * 0.2 + 100 * 0.4) / 200)  # the last accuracy holds to the budget
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_compare_runs_every_arm_then_a_rerun_skips_them_and_report_summarises(write_recipe, tmp_path):
+    recipe = write_recipe()
+    cmp = tmp_path / "cmp"
+    args = ["compare", recipe, "--selectors", "loss,random", "--seeds", "2", "--static", "--jobs", "2", "-d", cmp,
+            "--set", "loop.rounds=1", "--set", "loop.score_offspring=true"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    arms = sorted(p.name.rsplit("-", 2)[0] for p in cmp.iterdir() if p.is_dir())
+    assert arms == ["loss-seed3", "loss-seed4", "random-seed3", "random-seed4", "static-seed3", "static-seed4"]
+    report = json.loads((cmp / "report.json").read_text())
+    assert set(report["arms"]) == {"loss", "random", "static"}
+    for arm in report["arms"].values():
+        assert arm["seeds"] == [3, 4] and arm["final_accuracy"]["n"] == 2 and arm["teacher_calls"]["mean"] == 6
+    assert report["fidelity"]["available"] and report["fidelity"]["pairs"] > 0
+    assert (cmp / "accuracy_vs_samples.png").stat().st_size > 1000 and (cmp / "accuracy_vs_teacher_calls.png").exists()
+
+    again = invoke(*args)  # resumable: every finished arm is skipped
+    assert again.exit_code == 0 and again.output.count("done (skipped)") == 6, again.output
+
+    static_runs = sorted(p for p in cmp.glob("static-seed*") if p.is_dir())
+    static_only = invoke("report", *static_runs, "--out", tmp_path / "rep", "--target", "0.0")
+    assert static_only.exit_code == 0, static_only.output
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["arms"]["static"]["n_to_target"]["reached"] == 2
+
+
+def test_compare_with_an_unknown_selector_fails_before_any_arm_starts(write_recipe, tmp_path):
+    one_line_error(invoke("compare", write_recipe(), "--selectors", "loss,los", "-d", tmp_path / "cmp"),
+                   "unknown selector 'los'")
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_report_without_runs_or_across_tasks_is_one_line(write_recipe, tmp_path):
+    (tmp_path / "empty").mkdir()
+    one_line_error(invoke("report", tmp_path / "empty"), "no loopkit runs in")
+    for name, pool in (("a", 24), ("b", 30)):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        (run / "recipe.yaml").write_text(
+            f"seed: 0\ntask: {{name: reasoning-gym, params: {{pool_size: {pool}}}}}\nloop: {{mode: active}}\nselector: {{name: loss}}\n")
+        (run / "summary.json").write_text(json.dumps({"rounds": [{"round": 0, "samples": 0, "accuracy": 0.0, "teacher_calls": 0}]}))
+    one_line_error(invoke("report", tmp_path / "runs"), "these runs are of different tasks")
