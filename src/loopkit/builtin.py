@@ -9,6 +9,7 @@ from loopkit.hookspecs import hookimpl
 @hookimpl
 def register_tasks(register):
     register("reasoning-gym", "loopkit.tasks.reasoning_gym:ReasoningGymTask")
+    register("jsonl", "loopkit.tasks.jsonl:JsonlTask")
 
 
 @hookimpl

@@ -137,6 +137,8 @@ def build_app() -> typer.Typer:
 
         resolved = load_recipe(recipe, overrides or [])
         data = check_recipe(resolved)
+        for warning in data.warnings:
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         r = resolved.recipe
         console.print(
             f"[green]OK[/] {recipe}: task {r.task.name} ({len(data.pool)} seeds, {len(data.test)} test), "

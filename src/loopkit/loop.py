@@ -310,10 +310,14 @@ class Loop:
         test = self.data.test
         with self.progress.stage(round, "evaluate", len(test)) as stage:
             predictions = self.student.generate([self.task.prompt(s.question) for s in test], stage.advance)
-        rows = [
-            {"id": s.id, "question": s.question, "reference": s.final, "prediction": p, "correct": self.task.check(s, p)}
-            for s, p in zip(test, predictions)
-        ]
+        rows = []
+        for s, p in zip(test, predictions):
+            readings = self.task.readings(s, p)
+            row = {"id": s.id, "question": s.question, "reference": s.final, "prediction": p,
+                   "correct": next(iter(readings.values()))}
+            if len(readings) > 1:  # e.g. GSM8K's strict and flexible matches, side by side
+                row["readings"] = readings
+            rows.append(row)
         return sum(r["correct"] for r in rows) / len(rows), rows
 
     def _finish_round(self, round: int, times: dict[str, float], extra: dict) -> None:
@@ -322,6 +326,9 @@ class Loop:
         times["evaluate"] = time.monotonic() - clock
         out = self.run_dir.round_dir(round)
         self.run_dir.write_jsonl(out / "eval.jsonl", rows)
+        if rows and "readings" in rows[0]:
+            extra = {**extra, "accuracy_by_reading": {
+                name: sum(r["readings"][name] for r in rows) / len(rows) for name in rows[0]["readings"]}}
         spent = self.teacher.spent()
         row = {
             "round": round,

@@ -149,6 +149,8 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
     if resume is not None:
         _check_same_recipe(resolved, resume)
     loop = Loop(resolved, progress, use_cache=use_cache)  # builds components and checks the data before anything is written
+    for warning in loop.data.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     loop.load_student()  # a student that cannot load or be trained fails before a run directory exists
     if resume is not None:
         run_dir = RunDir(resume)

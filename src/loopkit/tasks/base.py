@@ -15,6 +15,7 @@ FINAL_MARKER = "####"
 class TaskData:
     pool: list[Sample]  # seed questions the selector chooses from
     test: list[Sample]  # held-out questions the student is evaluated on
+    warnings: tuple[str, ...] = ()  # data problems worth saying but not fatal (shown by run and validate)
 
 
 class Task(Component):
@@ -47,6 +48,10 @@ class Task(Component):
     @abstractmethod
     def check(self, sample: Sample, completion: str) -> bool:
         """Whether a completion answers the sample's question correctly."""
+
+    def readings(self, sample: Sample, completion: str) -> dict[str, bool]:
+        """``check`` under each way the task reads answers (e.g. GSM8K's strict and flexible); the first is ``check``."""
+        return {"match": self.check(sample, completion)}
 
 
 def format_answer(final: str, steps: str | None = None) -> str:

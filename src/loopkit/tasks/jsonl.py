@@ -1,0 +1,135 @@
+"""Your own questions from JSON Lines files: a seed file and a test file, or one file split in two.
+
+Each line is a JSON object. ``question_field`` holds the question; ``answer_field`` (optional) a
+worked answer (GSM8K's ``answer`` ends in ``#### <number>``); ``final_field`` (optional) the final
+answer. Without ``final_field`` the final answer is read from the worked answer by the task's
+checker (``numeric``, ``exact``, ``boolean``, ``choice``; see ``loopkit.checkers``). Every data
+problem is one error naming the file, line and field. Questions in both splits are removed from the
+seed pool with a warning; ``strict: true`` refuses such files instead.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from loopkit.checkers import CHECKERS, Checker
+from loopkit.component import Params
+from loopkit.errors import DataError
+from loopkit.records import Sample, normalize_question
+from loopkit.tasks.base import Task, TaskData
+
+
+class JsonlTask(Task):
+    class Params(Params):
+        seed_file: str = Field(description="JSONL file of seed questions (the pool)")
+        test_file: str | None = Field(None, description="JSONL file of test questions; default: split test_size off seed_file")
+        test_size: float = Field(0.2, gt=0, description="without test_file: a fraction (< 1) or a count of seed_file's records")
+        split_seed: int = Field(0, ge=0, description="without test_file: the shuffle that splits seed_file")
+        question_field: str = "question"
+        answer_field: str | None = Field("answer", description="the worked answer; null if the file has none")
+        final_field: str | None = Field(None, description="the final answer; default: read from answer_field by the checker")
+        checker: Literal["numeric", "exact", "boolean", "choice"] = "exact"
+        strict: bool = Field(False, description="refuse seed/test overlap instead of removing it with a warning")
+
+        @model_validator(mode="after")
+        def _a_final_answer_somewhere(self) -> "JsonlTask.Params":
+            if self.answer_field is None and self.final_field is None:
+                raise ValueError("set answer_field or final_field: the test split needs reference answers")
+            if self.test_file is None and self.test_size >= 1 and self.test_size != int(self.test_size):
+                raise ValueError("test_size is a fraction below 1 or a whole count")
+            return self
+
+    def __init__(self, params=None) -> None:
+        super().__init__(params)
+        self.checker: Checker = CHECKERS[self.params.checker]()
+        self.answer_format = {"numeric": "a number", "boolean": "Yes or No", "choice": "one letter, A to E"}.get(
+            self.params.checker, "the final answer alone")
+
+    def load(self, seed: int) -> TaskData:
+        p = self.params
+        records = self._read(Path(p.seed_file))
+        if p.test_file is not None:
+            test = self._read(Path(p.test_file))
+            pool = records
+        else:
+            import random
+
+            order = list(range(len(records)))
+            random.Random(p.split_seed).shuffle(order)
+            count = int(p.test_size) if p.test_size >= 1 else round(p.test_size * len(records))
+            if not 0 < count < len(records):
+                raise DataError(f"{p.seed_file}: cannot split {len(records)} records into seed and test "
+                                f"(test_size {p.test_size:g}); add records or give a test_file")
+            test = [records[i] for i in sorted(order[:count])]
+            pool = [records[i] for i in sorted(order[count:])]
+        test_questions = {normalize_question(s.question) for s in test}
+        overlap = [s for s in pool if normalize_question(s.question) in test_questions]
+        warnings: tuple[str, ...] = ()
+        if overlap:
+            message = (f"{p.seed_file}: {len(overlap)} seed question(s) also in the test split "
+                       f"(first: {overlap[0].meta['line']}: {overlap[0].question[:60]!r})")
+            if p.strict:
+                raise DataError(f"{message}; remove them (strict: true refuses overlap)")
+            pool = [s for s in pool if normalize_question(s.question) not in test_questions]
+            warnings = (f"{message}; removed from the seed pool",)
+        return TaskData(pool=pool, test=test, warnings=warnings)
+
+    def _read(self, path: Path) -> list[Sample]:
+        p = self.params
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DataError(f"{path}: file not found") from None
+        except IsADirectoryError:
+            raise DataError(f"{path}: is a directory; give a .jsonl file") from None
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+        samples, seen = [], {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{where}: a line must be a JSON object, not {type(record).__name__}")
+            question = _field(record, p.question_field, where, "question_field")
+            key = normalize_question(question)
+            if key in seen:
+                raise DataError(f"{where}: field '{p.question_field}': duplicate question (first at line {seen[key]}); "
+                                "remove one")
+            seen[key] = number
+            answer = _field(record, p.answer_field, where, "answer_field") if p.answer_field else None
+            final = _field(record, p.final_field, where, "final_field") if p.final_field else None
+            if final is None:
+                final = next(iter(self.checker.read(answer).values()))
+                if final is None:
+                    raise DataError(f"{where}: field '{p.answer_field}': the {p.checker} checker reads no final answer "
+                                    "from it; set final_field or end answers with '#### <answer>'")
+            samples.append(Sample.create(question, answer if answer is not None else final, final=final,
+                                         source=f"jsonl:{path.name}", meta={"line": where}))
+        if not samples:
+            raise DataError(f"{path}: no records (the file is empty)")
+        return samples
+
+    def check(self, sample: Sample, completion: str) -> bool:
+        return next(iter(self.readings(sample, completion).values()))
+
+    def readings(self, sample: Sample, completion: str) -> dict[str, bool]:
+        return self.checker.score(sample.final, completion)
+
+
+def _field(record: dict[str, Any], name: str, where: str, param: str) -> str:
+    if name not in record:
+        fields = ", ".join(sorted(record)) or "none"
+        raise DataError(f"{where}: no field '{name}' (its fields: {fields}); set task.params.{param}")
+    value = record[name]
+    if value is None or isinstance(value, (dict, list)) or str(value).strip() == "":
+        raise DataError(f"{where}: field '{name}' is empty or not text")
+    return str(value)

@@ -1,0 +1,44 @@
+"""Answer checkers on real-looking outputs, including GSM8K's strict-vs-flexible traps."""
+
+import pytest
+
+from loopkit.checkers import BooleanChecker, ChoiceChecker, ExactChecker, NumericChecker
+
+numeric = NumericChecker()
+
+
+@pytest.mark.parametrize("completion, strict, flexible", [
+    ("Natalia sold 48 / 2 = 24 clips in May.\nShe sold 48 + 24 = 72 clips.\n#### 72", True, True),
+    ("She earns $1,080 per week.\n#### $1,080.", True, True),                       # $, comma, trailing dot
+    ("#### 72.0", True, True),                                                      # compared by value
+    ("So the answer is 72.", False, True),                                          # no '####': strict misses
+    ("#### 72\nThat took 3 steps.", True, False),                                   # flexible reads the last number
+    ("48 + 24 = 72, so #### 70", False, False),
+    ("I cannot tell.", False, False),
+    ("#### seventy-two", False, False),
+])
+def test_numeric_strict_and_flexible_readings(completion, strict, flexible):
+    assert numeric.score("72" if "1,080" not in completion else "1080", completion) == {"strict": strict, "flexible": flexible}
+
+
+def test_numeric_negative_and_decimal():
+    assert numeric.score("-3.5", "It drops by -3.50 degrees.\n#### -3.50") == {"strict": True, "flexible": True}
+    assert numeric.score("0.25", "#### .25") == {"strict": True, "flexible": True}
+
+
+@pytest.mark.parametrize("checker, reference, completion, expected", [
+    (ExactChecker(), "Paris", "The capital.\n#### paris.", True),
+    (ExactChecker(), "New  York", "new york", True),
+    (ExactChecker(), "Paris", "#### Lyon", False),
+    (BooleanChecker(), "Yes", "#### yes", True),
+    (BooleanChecker(), "True", "Yes, it follows.", True),
+    (BooleanChecker(), "No", "Yes.", False),
+    (BooleanChecker(), "No", "Maybe", False),
+    (ChoiceChecker(), "B", "The answer is (b)", True),
+    (ChoiceChecker(), "B", "#### B) 12 apples", True),
+    (ChoiceChecker(), "C", "Answer: C", True),
+    (ChoiceChecker(), "C", "Bananas are yellow", False),  # a word that starts with a letter is not a choice
+    (ChoiceChecker(), "A", "#### F", False),
+])
+def test_exact_boolean_and_choice(checker, reference, completion, expected):
+    assert checker.score(reference, completion)["match"] is expected

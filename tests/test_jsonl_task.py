@@ -1,0 +1,100 @@
+"""The jsonl task: your own questions from JSON Lines files, GSM8K-shaped, with one-line data errors."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from loopkit.cli import build_app
+
+GSM8K = [
+    {"question": f"Tom has {a} apples and buys {b} more. How many apples does he have?",
+     "answer": f"He has {a} + {b} = {a + b} apples.\n#### {a + b:,}"}
+    for a, b in [(3, 4), (10, 25), (7, 7), (120, 980), (1, 1), (40, 2), (8, 13), (2, 2), (15, 15), (9, 90)]
+]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def recipe(write_recipe, tmp_path, **params):
+    task = {"seed_file": str(tmp_path / "seeds.jsonl"), "checker": "numeric", "test_size": 0.3, **params}
+    text = (f"name: gsm-like\nseed: 0\ntask: {{name: jsonl, params: {json.dumps(task)}}}\n"
+            "student: {name: tiny, params: {hidden_size: 32, layers: 1, heads: 2, intermediate_size: 64}}\n"
+            "teacher: {name: hf, params: {model: {name: tiny}}}\nloop: {rounds: 1, per_round: 3, max_new_tokens: 8}\n")
+    return write_recipe(text)
+
+
+def validate(path, *sets):
+    return CliRunner().invoke(build_app(), ["validate", str(path), *[a for s in sets for a in ("--set", s)]])
+
+
+def test_a_gsm8k_file_splits_and_reads_final_answers(write_recipe, tmp_path):
+    from loopkit.tasks.jsonl import JsonlTask
+
+    write_jsonl(tmp_path / "seeds.jsonl", GSM8K)
+    task = JsonlTask(JsonlTask.Params(seed_file=str(tmp_path / "seeds.jsonl"), checker="numeric", test_size=0.3))
+    data = task.load(0)
+    assert len(data.pool) == 7 and len(data.test) == 3 and not data.warnings
+    sample = next(s for s in data.pool + data.test if "120 apples" in s.question)
+    assert sample.final == "1,100" and sample.answer.endswith("#### 1,100")
+    assert task.readings(sample, "He has 1100 apples.\n#### 1100") == {"strict": True, "flexible": True}
+    assert task.readings(sample, "So 1100 apples.") == {"strict": False, "flexible": True}
+
+
+@pytest.mark.parametrize("lines, fragment", [
+    ([], "no records (the file is empty)"),
+    ([GSM8K[0], "{not json"], "seeds.jsonl:2: not valid JSON"),
+    ([GSM8K[0], "[1, 2]"], "seeds.jsonl:2: a line must be a JSON object, not list"),
+    ([GSM8K[0], {"q": "x", "answer": "#### 1"}], "seeds.jsonl:2: no field 'question' (its fields: answer, q); set task.params.question_field"),
+    ([GSM8K[0], {"question": "  ", "answer": "#### 1"}], "seeds.jsonl:2: field 'question' is empty or not text"),
+    ([GSM8K[0], GSM8K[1], GSM8K[0]], "seeds.jsonl:3: field 'question': duplicate question (first at line 1)"),
+    ([GSM8K[0], {"question": "How many?", "answer": "Lots."}], "seeds.jsonl:2: field 'answer': the numeric checker reads no final answer"),
+])
+def test_data_problems_are_one_line_with_file_line_and_field(write_recipe, tmp_path, lines, fragment):
+    write_jsonl(tmp_path / "seeds.jsonl", lines)
+    result = validate(recipe(write_recipe, tmp_path))
+    assert result.exit_code == 1, result.output
+    line = result.output.strip()
+    assert "\n" not in line and fragment in line and "Traceback" not in result.output, line
+
+
+def test_seed_test_overlap_warns_with_the_count_and_strict_refuses(write_recipe, tmp_path):
+    write_jsonl(tmp_path / "seeds.jsonl", GSM8K)
+    write_jsonl(tmp_path / "test.jsonl", GSM8K[:2] + [{"question": "What is 2 + 2?", "answer": "#### 4"}])
+    path = recipe(write_recipe, tmp_path, test_file=str(tmp_path / "test.jsonl"))
+    result = validate(path)
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0 and "warning:" in output and "2 seed question(s) also in the test split" in output
+    assert "8 seeds, 3 test" in output
+    strict = validate(path, "task.params.strict=true")
+    assert strict.exit_code == 1 and "strict: true refuses overlap" in strict.output
+
+
+def test_a_missing_file_is_one_line(write_recipe, tmp_path):
+    result = validate(recipe(write_recipe, tmp_path))
+    assert result.exit_code == 1 and "seeds.jsonl: file not found" in result.output
+
+
+def test_end_to_end_with_an_api_teacher_and_strict_and_flexible_metrics(write_recipe, tmp_path, monkeypatch):
+    pytest.importorskip("litellm")
+    from conftest import run_recipe
+    from loopkit.testing_server import ChatServer
+
+    write_jsonl(tmp_path / "seeds.jsonl", GSM8K)
+    monkeypatch.setenv("LOOPKIT_TEST_JSONL_KEY", "sk-jsonl-test")
+    with ChatServer() as server:
+        result, _ = run_recipe(recipe(write_recipe, tmp_path), tmp_path, [
+            "teacher.name=litellm",
+            "teacher.params={model: openai/t, api_key_env: LOOPKIT_TEST_JSONL_KEY, api_base: '" + server.url + "'}",
+        ])
+    run = result.run_dir.path
+    synthetic = [json.loads(x) for x in (run / "round-001" / "synthetic.jsonl").read_text().splitlines()]
+    assert len(synthetic) == 3 and all(s["final"] == "42" for s in synthetic)
+    metrics = json.loads((run / "round-001" / "metrics.json").read_text())
+    assert set(metrics["accuracy_by_reading"]) == {"strict", "flexible"}
+    assert metrics["accuracy"] == metrics["accuracy_by_reading"]["strict"]
+    rows = [json.loads(x) for x in (run / "round-001" / "eval.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(set(r["readings"]) == {"strict", "flexible"} for r in rows)
