@@ -98,3 +98,32 @@ def test_end_to_end_with_an_api_teacher_and_strict_and_flexible_metrics(write_re
     assert metrics["accuracy"] == metrics["accuracy_by_reading"]["strict"]
     rows = [json.loads(x) for x in (run / "round-001" / "eval.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(set(r["readings"]) == {"strict", "flexible"} for r in rows)
+
+
+def test_hf_dataset_from_local_data_files_and_an_unreachable_hub(write_recipe, tmp_path):
+    from loopkit.errors import UnavailableError
+    from loopkit.tasks.hf_dataset import HFDatasetTask
+
+    write_jsonl(tmp_path / "train.jsonl", GSM8K[:7])
+    write_jsonl(tmp_path / "test.jsonl", GSM8K[7:])
+    task = HFDatasetTask(HFDatasetTask.Params(
+        path="json", data_files={"train": str(tmp_path / "train.jsonl"), "test": str(tmp_path / "test.jsonl")},
+        checker="numeric"))
+    data = task.load(0)
+    assert len(data.pool) == 7 and len(data.test) == 3 and [s.final for s in data.test] == ["4", "30", "99"]
+    assert data.pool[0].meta["line"] == "json[train]:0"
+
+    missing_split = HFDatasetTask(HFDatasetTask.Params(path="json", data_files=str(tmp_path / "train.jsonl"), checker="numeric"))
+    with pytest.raises(Exception, match="no split 'test' \\(its splits: train\\)"):
+        missing_split.load(0)
+    with pytest.raises(UnavailableError, match="it needs the hub"):  # conftest sets HF_HUB_OFFLINE=1
+        HFDatasetTask(HFDatasetTask.Params(path="someone/not-cached-dataset")).load(0)
+
+
+def test_the_gsm8k_recipe_validates_offline_and_says_what_it_could_not_check():
+    from conftest import ROOT
+
+    result = CliRunner().invoke(build_app(), ["validate", str(ROOT / "recipes" / "gsm8k.yaml")])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "not checked here: task.params.path: dataset 'openai/gsm8k'" in output and "data not loaded here" in output

@@ -10,6 +10,7 @@ from loopkit.hookspecs import hookimpl
 def register_tasks(register):
     register("reasoning-gym", "loopkit.tasks.reasoning_gym:ReasoningGymTask")
     register("jsonl", "loopkit.tasks.jsonl:JsonlTask")
+    register("hf-dataset", "loopkit.tasks.hf_dataset:HFDatasetTask")
 
 
 @hookimpl

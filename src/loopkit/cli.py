@@ -136,12 +136,15 @@ def build_app() -> typer.Typer:
         from loopkit.recipe import load_recipe
 
         resolved = load_recipe(recipe, overrides or [])
-        data = check_recipe(resolved)
-        for warning in data.warnings:
+        data, unchecked = check_recipe(resolved)
+        for warning in (data.warnings if data else ()):
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        for reason in unchecked:
+            console.print(f"[yellow]not checked here:[/] {reason}", highlight=False)
         r = resolved.recipe
+        sizes = f"{len(data.pool)} seeds, {len(data.test)} test" if data else "data not loaded here"
         console.print(
-            f"[green]OK[/] {recipe}: task {r.task.name} ({len(data.pool)} seeds, {len(data.test)} test), "
+            f"[green]OK[/] {recipe}: task {r.task.name} ({sizes}), "
             f"student {r.student.name}, teacher {r.teacher.name}, selector {r.selector.name}, "
             f"trainer {r.trainer.name}; {r.loop.mode}, {r.loop.rounds} rounds x {r.loop.per_round}",
             highlight=False,

@@ -27,3 +27,10 @@ class PluginLoadError(LoopkitError):
 
 class DataError(LoopkitError):
     """A task whose data cannot be used (empty pool, no test items, bad files)."""
+
+
+class UnavailableError(LoopkitError):
+    """Something the recipe needs that this machine lacks right now (a network service, a key).
+
+    ``loopkit validate`` reports it as a warning (the recipe itself is fine); ``run`` stops on it.
+    """

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from loopkit.budget import first_exceeded, round_cost
-from loopkit.errors import DataError, RecipeError
+from loopkit.errors import DataError, RecipeError, UnavailableError
 from loopkit.progress import NullProgress, Progress
 from loopkit.recipe import ResolvedRecipe
 from loopkit.records import Sample, normalize_question, read_samples
@@ -66,12 +66,24 @@ def bind_teacher(teacher: Teacher, task: Task, resolved: ResolvedRecipe) -> None
         raise RecipeError(f"{resolved.source}: teacher.name: {exc}") from None
 
 
-def check_recipe(resolved: ResolvedRecipe) -> TaskData:
-    """Everything ``validate`` checks beyond the schema: the task's data and the teacher/task fit."""
+def check_recipe(resolved: ResolvedRecipe) -> tuple[TaskData | None, list[str]]:
+    """Everything ``validate`` checks beyond the schema: the task's data and the teacher/task fit.
+
+    What this machine cannot check right now (a dataset on an unreachable hub, an API key not set
+    here) comes back as a message instead of an error; the data are None when they could not load.
+    """
+    unchecked: list[str] = []
     task = resolved.build("task")
-    data = load_task_data(task, resolved)
-    bind_teacher(resolved.build("teacher"), task, resolved)
-    return data
+    try:
+        data = load_task_data(task, resolved)
+    except UnavailableError as exc:
+        data = None
+        unchecked.append(str(exc))
+    try:
+        bind_teacher(resolved.build("teacher"), task, resolved)
+    except UnavailableError as exc:
+        unchecked.append(str(exc))
+    return data, unchecked
 
 
 class Loop:

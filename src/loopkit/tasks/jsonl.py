@@ -49,28 +49,34 @@ class JsonlTask(Task):
         self.answer_format = {"numeric": "a number", "boolean": "Yes or No", "choice": "one letter, A to E"}.get(
             self.params.checker, "the final answer alone")
 
+    @property
+    def label(self) -> str:
+        """How messages name this task's seed data."""
+        return self.params.seed_file
+
+    def splits(self) -> tuple[list[Sample], list[Sample] | None]:
+        """The seed records and the test records (None: split them off the seed records)."""
+        p = self.params
+        return self._read(Path(p.seed_file)), self._read(Path(p.test_file)) if p.test_file is not None else None
+
     def load(self, seed: int) -> TaskData:
         p = self.params
-        records = self._read(Path(p.seed_file))
-        if p.test_file is not None:
-            test = self._read(Path(p.test_file))
-            pool = records
-        else:
+        pool, test = self.splits()
+        if test is None:
             import random
 
-            order = list(range(len(records)))
+            order = list(range(len(pool)))
             random.Random(p.split_seed).shuffle(order)
-            count = int(p.test_size) if p.test_size >= 1 else round(p.test_size * len(records))
-            if not 0 < count < len(records):
-                raise DataError(f"{p.seed_file}: cannot split {len(records)} records into seed and test "
-                                f"(test_size {p.test_size:g}); add records or give a test_file")
-            test = [records[i] for i in sorted(order[:count])]
-            pool = [records[i] for i in sorted(order[count:])]
+            count = int(p.test_size) if p.test_size >= 1 else round(p.test_size * len(pool))
+            if not 0 < count < len(pool):
+                raise DataError(f"{self.label}: cannot split {len(pool)} records into seed and test "
+                                f"(test_size {p.test_size:g}); add records or give a test split")
+            pool, test = [pool[i] for i in sorted(order[count:])], [pool[i] for i in sorted(order[:count])]
         test_questions = {normalize_question(s.question) for s in test}
         overlap = [s for s in pool if normalize_question(s.question) in test_questions]
         warnings: tuple[str, ...] = ()
         if overlap:
-            message = (f"{p.seed_file}: {len(overlap)} seed question(s) also in the test split "
+            message = (f"{self.label}: {len(overlap)} seed question(s) also in the test split "
                        f"(first: {overlap[0].meta['line']}: {overlap[0].question[:60]!r})")
             if p.strict:
                 raise DataError(f"{message}; remove them (strict: true refuses overlap)")
@@ -79,7 +85,6 @@ class JsonlTask(Task):
         return TaskData(pool=pool, test=test, warnings=warnings)
 
     def _read(self, path: Path) -> list[Sample]:
-        p = self.params
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -88,7 +93,7 @@ class JsonlTask(Task):
             raise DataError(f"{path}: is a directory; give a .jsonl file") from None
         except UnicodeDecodeError:
             raise DataError(f"{path}: not UTF-8 text; save it as UTF-8") from None
-        samples, seen = [], {}
+        records = []
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
@@ -99,12 +104,22 @@ class JsonlTask(Task):
                 raise DataError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from None
             if not isinstance(record, dict):
                 raise DataError(f"{where}: a line must be a JSON object, not {type(record).__name__}")
+            records.append((where, record))
+        if not records:
+            raise DataError(f"{path}: no records (the file is empty)")
+        return self.to_samples(records, f"jsonl:{path.name}")
+
+    def to_samples(self, records: list[tuple[str, dict[str, Any]]], source: str) -> list[Sample]:
+        """Records (each with where it came from, e.g. ``file:line``) as samples, checked field by field."""
+        p = self.params
+        samples, seen = [], {}
+        for where, record in records:
             question = _field(record, p.question_field, where, "question_field")
             key = normalize_question(question)
             if key in seen:
                 raise DataError(f"{where}: field '{p.question_field}': duplicate question (first at line {seen[key]}); "
                                 "remove one")
-            seen[key] = number
+            seen[key] = where.rsplit(":", 1)[-1] if ":" in where else where
             answer = _field(record, p.answer_field, where, "answer_field") if p.answer_field else None
             final = _field(record, p.final_field, where, "final_field") if p.final_field else None
             if final is None:
@@ -113,9 +128,7 @@ class JsonlTask(Task):
                     raise DataError(f"{where}: field '{p.answer_field}': the {p.checker} checker reads no final answer "
                                     "from it; set final_field or end answers with '#### <answer>'")
             samples.append(Sample.create(question, answer if answer is not None else final, final=final,
-                                         source=f"jsonl:{path.name}", meta={"line": where}))
-        if not samples:
-            raise DataError(f"{path}: no records (the file is empty)")
+                                         source=source, meta={"line": where}))
         return samples
 
     def check(self, sample: Sample, completion: str) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from loopkit.errors import LoopkitError
+from loopkit.errors import LoopkitError, UnavailableError
 from loopkit.tasks.base import Task
 from loopkit.teachers.llm import BatchError, Completion, Done, LLMTeacher, LLMTeacherParams, Messages
 
@@ -94,7 +94,7 @@ class LiteLLMTeacher(LLMTeacher):
             return None
         key = os.environ.get(name)
         if not key:
-            raise LoopkitError(f"teacher.params.api_key_env: the environment variable {name} is not set; "
+            raise UnavailableError(f"teacher.params.api_key_env: the environment variable {name} is not set; "
                                f"export {name}=<your key>")
         return key
 
