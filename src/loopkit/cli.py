@@ -286,6 +286,21 @@ def build_app() -> typer.Typer:
                 value = ", ".join(value)
             console.print(f"[bold]{key}[/]: {value}", highlight=False)
 
+    plugin_app = typer.Typer(help="Write your own components.", no_args_is_help=True)
+    app.add_typer(plugin_app, name="plugin")
+
+    @plugin_app.command("new")
+    def plugin_new(
+        kind: str = typer.Option(..., "--kind", help="selector, task, model, teacher or trainer"),
+        name: str = typer.Option(..., "--name", help="the name recipes will use, e.g. my-selector"),
+        directory: Path = typer.Option(Path("."), "--dir", help="where to create loopkit-<kind>-<name>/"),
+    ) -> None:
+        """Scaffold an installable loopkit-<kind>-<name> package with a component, README and a passing test."""
+        from loopkit.scaffold import new_plugin
+
+        root = new_plugin(kind, name, directory)
+        console.print(f"created {root}; next: pip install -e '{root}[test]' && pytest {root}", highlight=False)
+
     from loopkit.plugins import plugin_host
 
     plugin_host().pm.hook.register_commands(app=app)
