@@ -49,10 +49,12 @@ class ComponentSpec(_Strict):
 
 
 class LoopSpec(_Strict):
-    mode: Literal["active", "static"] = "active"
+    mode: Literal["active", "static"] = Field(
+        "active", description="active: select, generate and train each round; static: the same budget at once, random seeds")
     rounds: int = Field(3, ge=1, le=1000, description="loop rounds after the round-0 evaluation")
     per_round: int = Field(100, ge=1, description="m: seeds picked (and samples generated) per round")
-    retrain: Literal["base", "continue"] = "base"
+    retrain: Literal["base", "continue"] = Field(
+        "base", description="each round trains from the base student (base) or from last round's (continue)")
     max_new_tokens: int = Field(32, ge=1, le=32768, description="student answer length when predicting and evaluating")
     batch_size: int = Field(64, ge=1, description="student batch size when predicting and scoring")
     score_offspring: bool = Field(
@@ -73,16 +75,16 @@ class BudgetSpec(_Strict):
 
 
 class Recipe(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="run directories are named <name>-<time>")
     seed: int = Field(0, ge=0, lt=2**32, description="every stage derives its own seed from this")
-    task: ComponentSpec
-    student: ComponentSpec
-    teacher: ComponentSpec
-    selector: ComponentSpec = ComponentSpec(name="random")
-    trainer: ComponentSpec = ComponentSpec(name="trl-sft")
-    loop: LoopSpec = LoopSpec()
-    budget: BudgetSpec = BudgetSpec()
-    output_dir: str = "runs"
+    task: ComponentSpec = Field(description="the seed pool, test split and answer checking")
+    student: ComponentSpec = Field(description="the model being fine-tuned (a model component)")
+    teacher: ComponentSpec = Field(description="writes a new question like each picked seed, and answers it")
+    selector: ComponentSpec = Field(ComponentSpec(name="random"), description="picks the seeds to expand each round")
+    trainer: ComponentSpec = Field(ComponentSpec(name="trl-sft"), description="fine-tunes the student on the synthetic data")
+    loop: LoopSpec = Field(LoopSpec(), description="rounds, sizes and loop behaviour")
+    budget: BudgetSpec = Field(BudgetSpec(), description="optional hard caps on spend")
+    output_dir: str = Field("runs", description="where run directories go (loopkit run -o overrides it)")
 
     @property
     def sample_budget(self) -> int:
