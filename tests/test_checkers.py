@@ -42,3 +42,23 @@ def test_numeric_negative_and_decimal():
 ])
 def test_exact_boolean_and_choice(checker, reference, completion, expected):
     assert checker.score(reference, completion)["match"] is expected
+
+
+def test_math_verify_checker_runs_off_the_main_thread():
+    pytest.importorskip("math_verify")
+    import threading
+
+    from loopkit.checkers import MathChecker
+
+    checker = MathChecker()
+    results = {}
+
+    def work():  # Math-Verify's own SIGALRM timeout would fail here, off the main thread
+        results["half"] = checker.score("\\frac{1}{2}", "So the answer is $0.5$.")["match"]
+        results["boxed"] = checker.score("2", "Thus \\boxed{\\sqrt{4}}")["match"]
+        results["wrong"] = checker.score("3", "The answer is $\\pi$.")["match"]
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(60)
+    assert results == {"half": True, "boxed": True, "wrong": False}

@@ -123,4 +123,41 @@ class ChoiceChecker(Checker):
         return normalise(reference).upper() == answer
 
 
-CHECKERS: dict[str, type[Checker]] = {c.name: c for c in (NumericChecker, ExactChecker, BooleanChecker, ChoiceChecker)}
+class MathChecker(Checker):
+    """Math-Verify (``pip install 'loopkit[math]'``): symbolic equivalence of LaTeX or plain answers.
+
+    Math-Verify's own timeouts use SIGALRM, which fails off the main thread; they are turned off
+    and each check instead runs in a daemon thread that is abandoned after ``timeout`` seconds
+    (counted as wrong).
+    """
+
+    name = "math"
+    timeout = 5.0
+
+    def read(self, completion: str) -> dict[str, str | None]:
+        return {"match": completion if completion.strip() else None}
+
+    def same(self, reference: str, answer: str) -> bool:
+        import threading
+
+        try:
+            from math_verify import parse, verify
+        except ImportError:
+            from loopkit.errors import LoopkitError
+
+            raise LoopkitError("the math checker needs Math-Verify: pip install 'loopkit[math]'") from None
+        result = [False]
+
+        def work() -> None:
+            gold = parse(reference if "$" in reference else f"${reference}$", parsing_timeout=None)
+            result[0] = bool(verify(gold, parse(answer, parsing_timeout=None), timeout_seconds=None))
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        return result[0] if not worker.is_alive() else False
+
+
+CHECKERS: dict[str, type[Checker]] = {
+    c.name: c for c in (NumericChecker, ExactChecker, BooleanChecker, ChoiceChecker, MathChecker)
+}

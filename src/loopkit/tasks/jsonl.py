@@ -32,7 +32,8 @@ class JsonlTask(Task):
         question_field: str = "question"
         answer_field: str | None = Field("answer", description="the worked answer; null if the file has none")
         final_field: str | None = Field(None, description="the final answer; default: read from answer_field by the checker")
-        checker: Literal["numeric", "exact", "boolean", "choice"] = "exact"
+        checker: Literal["numeric", "exact", "boolean", "choice", "math"] = Field(
+            "exact", description="how answers are compared: numeric (GSM8K strict + flexible), exact, boolean, choice, math")
         strict: bool = Field(False, description="refuse seed/test overlap instead of removing it with a warning")
 
         @model_validator(mode="after")
