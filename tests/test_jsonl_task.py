@@ -69,7 +69,7 @@ def test_seed_test_overlap_warns_with_the_count_and_strict_refuses(write_recipe,
     output = " ".join(result.output.split())
     assert result.exit_code == 0 and "warning:" in output and "2 seed question(s) also in the test split" in output
     assert "8 seeds, 3 test" in output
-    strict = validate(path, "task.params.strict=true")
+    strict = CliRunner().invoke(build_app(), ["validate", str(path), "--strict"])
     assert strict.exit_code == 1 and "strict: true refuses overlap" in strict.output
 
 

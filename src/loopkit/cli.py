@@ -82,6 +82,12 @@ def _version(value: bool) -> None:
 
 
 OverridesOption = typer.Option(None, "--set", help="Override a recipe value: key.path=value (repeatable).")
+StrictOption = typer.Option(False, "--strict", help="Refuse data problems a task only warns about (e.g. seed/test overlap).")
+
+
+def _with_strict(overrides: list[str] | None, strict: bool) -> list[str]:
+    """``--strict`` is the task's own ``strict`` param (tasks that warn about their data have one)."""
+    return [*(overrides or []), *(["task.params.strict=true"] if strict else [])]
 
 
 def build_app() -> typer.Typer:
@@ -106,6 +112,7 @@ def build_app() -> typer.Typer:
         resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run directory after its last complete round."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Call the teacher again even where its journal already has the answer."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and its expected spend; load no model, call nothing."),
+        strict: bool = StrictOption,
     ) -> None:
         """Run the closed loop of a recipe; everything lands in a new run directory (or the one resumed)."""
         from loopkit.errors import LoopkitError
@@ -117,7 +124,7 @@ def build_app() -> typer.Typer:
             from loopkit.runner import resumable
 
             recipe = resumable(resume, recipe)
-        resolved = load_recipe(recipe, overrides or [])
+        resolved = load_recipe(recipe, _with_strict(overrides, strict))
         if dry_run:
             from loopkit.runner import dry_run as print_plan
 
@@ -130,12 +137,13 @@ def build_app() -> typer.Typer:
     def validate(
         recipe: Path = typer.Argument(..., help="The recipe YAML file."),
         overrides: Optional[List[str]] = OverridesOption,
+        strict: bool = StrictOption,
     ) -> None:
         """Check a recipe (names, params, data) without loading any model."""
         from loopkit.loop import check_recipe
         from loopkit.recipe import load_recipe
 
-        resolved = load_recipe(recipe, overrides or [])
+        resolved = load_recipe(recipe, _with_strict(overrides, strict))
         data, unchecked = check_recipe(resolved)
         for warning in (data.warnings if data else ()):
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
