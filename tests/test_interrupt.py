@@ -7,12 +7,18 @@ import sys
 import time
 
 
+def _sigint_default():
+    """A shell that starts CI in the background makes children ignore SIGINT; Ctrl-C tests need it back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_completed_rounds_and_exits_130(write_recipe, tmp_path):
     out = tmp_path / "runs"
     recipe = write_recipe()
     proc = subprocess.Popen(
         [sys.executable, "-m", "loopkit.cli", "run", str(recipe), "-o", str(out), "--set", "loop.rounds=50"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=_sigint_default,
     )
     deadline = time.monotonic() + 240
     while not list(out.glob("*/round-001/COMPLETE")):
@@ -34,7 +40,7 @@ def _start_run(recipe, out, server, extra=()):
 
     overrides = [a for o in [*teacher_overrides(server), "teacher.params.concurrency=3", *extra] for a in ("--set", o)]
     return subprocess.Popen([sys.executable, "-m", "loopkit.cli", "run", str(recipe), "-o", str(out), *overrides],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), preexec_fn=_sigint_default)
 
 
 def _wait_for(condition, proc, what, timeout=240):
