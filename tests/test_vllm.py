@@ -15,7 +15,8 @@ from loopkit.records import Sample
 pytestmark = pytest.mark.vllm
 vllm = pytest.importorskip("vllm")
 
-TEACHER = {"model": {"name": "smollm2-135m-instruct"}, "max_tokens": 96, "max_model_len": 1024, "temperature": 0.7}
+TEACHER = {"model": {"name": "smollm2-135m-instruct"}, "max_tokens": 96, "max_model_len": 1024, "temperature": 0.7,
+           "engine": {"enforce_eager": True}}  # no graph compilation: the tier starts in seconds, not minutes
 
 
 @pytest.fixture(scope="module")
