@@ -103,16 +103,15 @@ def _student_base(run: Path | None, source: Path):
     """The untrained student of the run, rebuilt from its recipe.yaml (for adapters that name no base)."""
     import yaml
 
-    from loopkit.plugins import registry
+    from loopkit.teachers.hf import ModelSpec
 
     recipe = run / "recipe.yaml" if run is not None else None
     if recipe is None or not recipe.is_file():
         raise LoopkitError(f"cannot merge: {source / ADAPTER_CONFIG} names no base model and the run has no recipe.yaml "
                            "to rebuild it from; export without --merge to get the adapter")
     data = yaml.safe_load(recipe.read_text(encoding="utf-8"))
-    student = data["student"]
-    cls = registry().load("model", student["name"])
-    model, _ = cls(cls.Params.model_validate(student.get("params") or {})).load(data.get("seed", 0))
+    student = ModelSpec(name=data["student"]["name"], params=data["student"].get("params") or {})
+    model, _ = student.build().load(data.get("seed", 0))
     return model.cpu()
 
 

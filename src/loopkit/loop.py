@@ -156,8 +156,8 @@ class Loop:
         if all(v is None for v in caps.values()):
             return None
         judged = self.recipe.loop.mode == "active" and bool(self.selector.needs & {"judge_score", "referee_gap"})
-        cost = round_cost(self.teacher, self.selector.needs, self.data.pool, m, judged, self.spent())
-        return first_exceeded(caps, self.spent(), cost)
+        spent = self.spent()
+        return first_exceeded(caps, spent, round_cost(self.teacher, self.selector.needs, self.data.pool, m, judged, spent))
 
     def load_student(self) -> Any:
         """Load the untrained student and let the trainer check it fits (call early: no run directory needed)."""

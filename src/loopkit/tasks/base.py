@@ -5,10 +5,9 @@ from __future__ import annotations
 from abc import abstractmethod
 from dataclasses import dataclass
 
+from loopkit.checkers import FINAL_MARKER, final_part
 from loopkit.component import Component
 from loopkit.records import Sample
-
-FINAL_MARKER = "####"
 
 
 @dataclass(frozen=True)
@@ -37,13 +36,7 @@ class Task(Component):
 
     def extract(self, completion: str) -> str | None:
         """The final answer in a completion: after the last ``####`` if any, else its first line."""
-        if FINAL_MARKER in completion:
-            final = completion.rsplit(FINAL_MARKER, 1)[1].strip()
-            return final.splitlines()[0].strip() if final else None
-        for line in completion.splitlines():
-            if line.strip():
-                return line.strip()
-        return None
+        return final_part(completion)
 
     @abstractmethod
     def check(self, sample: Sample, completion: str) -> bool:

@@ -38,6 +38,18 @@ class ModelSpec(BaseModel):
             raise ValueError(format_validation_error("model", "params", exc).removeprefix("model: ")) from None
         return self
 
+    @property
+    def key(self) -> str:
+        """What identifies the model in journal keys: its name and every param."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    def build(self) -> Any:
+        """The model component this spec names, with its params."""
+        from loopkit.plugins import registry
+
+        cls = registry().load("model", self.name)
+        return cls(cls.Params.model_validate(self.params))
+
 
 class HFTeacher(LLMTeacher):
     backend = "hf"
@@ -45,11 +57,8 @@ class HFTeacher(LLMTeacher):
 
     class Params(LLMTeacherParams):
         model: ModelSpec
-        temperature: float = Field(0.7, ge=0, description="0 decodes greedily")
-        top_p: float = Field(1.0, gt=0, le=1)
         max_new_tokens: int = Field(256, ge=1, le=32768)
         batch_size: int = Field(8, ge=1)
-        seed: int | None = Field(None, description="sampling seed; default: derived from the run seed and round")
 
     def __init__(self, params=None) -> None:
         super().__init__(params)
@@ -57,21 +66,12 @@ class HFTeacher(LLMTeacher):
 
     @property
     def model_id(self) -> str:
-        return json.dumps(self.params.model.model_dump(mode="json"), sort_keys=True)
-
-    def sampling(self, seed: int) -> dict[str, Any]:
-        p = self.params
-        return {"temperature": p.temperature, "top_p": p.top_p, "max_new_tokens": p.max_new_tokens,
-                "seed": p.seed if p.seed is not None else seed}
+        return self.params.model.key
 
     def _load(self) -> tuple[Any, Any]:
         if self._loaded is None:
-            from loopkit.plugins import registry
-
-            spec = self.params.model
-            cls = registry().load("model", spec.name)
             # The weights must not depend on the run seed: the model is part of every journal key.
-            model, tokenizer = cls(cls.Params.model_validate(spec.params)).load(0)
+            model, tokenizer = self.params.model.build().load(0)
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
             self._loaded = model, tokenizer

@@ -48,10 +48,7 @@ class LiteLLMTeacher(LLMTeacher):
         max_retries: int = Field(5, ge=0, description="retries of a call on 429, 5xx, malformed responses and timeouts")
         backoff: float = Field(1.0, gt=0, description="seconds before the first retry; doubles after each")
         max_backoff: float = Field(60.0, gt=0, description="the longest wait before a retry, Retry-After included")
-        temperature: float = Field(0.7, ge=0)
-        top_p: float = Field(1.0, gt=0, le=1)
         max_tokens: int = Field(512, ge=1)
-        seed: int | None = Field(None, description="sampling seed sent to providers that take one; default: derived from the run seed and round")
 
         @field_validator("api_key_env")
         @classmethod
@@ -70,11 +67,6 @@ class LiteLLMTeacher(LLMTeacher):
     def model_id(self) -> str:
         # Not the api_base: the same model behind another endpoint answers from the journal.
         return self.params.model
-
-    def sampling(self, seed: int) -> dict[str, Any]:
-        p = self.params
-        return {"temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens,
-                "seed": p.seed if p.seed is not None else seed}
 
     def price(self, prompt_tokens: int, completion_tokens: int) -> float:
         try:

@@ -138,6 +138,9 @@ class LLMTeacherParams(Params):
     answer_template: str | None = Field(None, description="call 2: answers {question}, the new question")
     judge_template: str | None = Field(None, description="llm-judge: grades the student's {answer} to {question}")
     referee_template: str | None = Field(None, description="LION: grades {answer_1} and {answer_2} to {question}")
+    temperature: float = Field(0.7, ge=0, description="0 decodes greedily")
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int | None = Field(None, description="sampling seed (where the backend takes one); default: derived from the run seed and round")
 
     @field_validator("question_template", "answer_template", "judge_template", "referee_template")
     @classmethod
@@ -172,7 +175,10 @@ class LLMTeacher(Teacher):
 
     def sampling(self, seed: int) -> dict[str, Any]:
         """The sampling params of one batch of calls (part of every journal key)."""
-        return {"seed": seed}
+        p = self.params
+        limit = getattr(p, self.max_tokens_field, None)
+        return {"temperature": p.temperature, "top_p": p.top_p, **({self.max_tokens_field: limit} if limit else {}),
+                "seed": p.seed if p.seed is not None else seed}
 
     def bind(self, task: Task) -> None:
         self.task = task

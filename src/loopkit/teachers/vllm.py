@@ -12,7 +12,6 @@ starts vLLM must guard its entry point with ``if __name__ == "__main__":`` (vLLM
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import Field
@@ -27,10 +26,7 @@ class VLLMTeacher(LLMTeacher):
 
     class Params(LLMTeacherParams):
         model: ModelSpec
-        temperature: float = Field(0.7, ge=0, description="0 decodes greedily")
-        top_p: float = Field(1.0, gt=0, le=1)
         max_tokens: int = Field(256, ge=1, le=32768, description="new tokens per call")
-        seed: int | None = Field(None, description="sampling seed; default: derived from the run seed and round")
         dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$", description="auto: the model's own")
         max_model_len: int | None = Field(2048, ge=16, description="longest prompt + answer, in tokens (bounds the KV cache)")
         kv_cache_gib: float | None = Field(
@@ -45,20 +41,12 @@ class VLLMTeacher(LLMTeacher):
 
     @property
     def model_id(self) -> str:
-        return json.dumps(self.params.model.model_dump(mode="json"), sort_keys=True)
-
-    def sampling(self, seed: int) -> dict[str, Any]:
-        p = self.params
-        return {"temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens,
-                "seed": p.seed if p.seed is not None else seed}
+        return self.params.model.key
 
     def _start(self) -> Any:
         if self._engine is None:
-            from loopkit.plugins import registry
-
             spec = self.params.model
-            cls = registry().load("model", spec.name)
-            path = cls(cls.Params.model_validate(spec.params)).pretrained_path()
+            path = spec.build().pretrained_path()
             if path is None:
                 raise LoopkitError(f"teacher vllm: model '{spec.name}' exists only in code and vLLM cannot load it; "
                                    "use a model with weights (hf with a path, or smollm2-135m-instruct)")
