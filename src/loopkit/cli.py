@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from loopkit import __version__
 from loopkit.errors import LoopkitError
+from loopkit.files import existing_dir, os_error_message, printable, shown
 from loopkit.secrets import redact
 
 err_console = Console(stderr=True)
@@ -41,7 +42,7 @@ class LoopkitGroup(TyperGroup):
         except LoopkitError as exc:
             if _debug_enabled(ctx):
                 raise
-            err_console.print(f"[bold red]Error:[/] {redact(str(exc))}", highlight=False, soft_wrap=True)
+            _print_error(redact(str(exc)))
             ctx.exit(1)
         except KeyboardInterrupt:
             err_console.print("Interrupted.")
@@ -57,12 +58,22 @@ class LoopkitGroup(TyperGroup):
                 ctx.exit(1)
             if _is_framework_signal(exc) or _debug_enabled(ctx):
                 raise
+            line = os_error_message(exc) if isinstance(exc, OSError) else None
+            if line is not None:  # the file system said no (a file in the path, a long name, no permission...)
+                _print_error(line)
+                ctx.exit(1)
             err_console.print(
                 f"[bold red]Error:[/] unexpected {type(exc).__name__}: {exc} "
                 "(this is a bug in loopkit or a plugin; rerun with --debug for the traceback)",
                 highlight=False, soft_wrap=True,
             )
             ctx.exit(1)
+
+
+def _print_error(message: str) -> None:
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]Error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
 
 
 def _is_usage_error(exc: Exception) -> bool:
@@ -79,6 +90,13 @@ def _version(value: bool) -> None:
     if value:
         typer.echo(f"loopkit {__version__}")
         raise typer.Exit()
+
+
+def _accuracy(value: float) -> float:
+    """--target is an accuracy: a finite number from 0 to 1 (nan would pass a plain range check)."""
+    if not 0.0 <= value <= 1.0:
+        raise typer.BadParameter(f"{value:g} is not an accuracy; give a number from 0 to 1, e.g. --target 0.5")
+    return value
 
 
 OverridesOption = typer.Option(None, "--set", help="Override a recipe value: key.path=value (repeatable).")
@@ -152,7 +170,7 @@ def build_app() -> typer.Typer:
         r = resolved.recipe
         sizes = f"{len(data.pool)} seeds, {len(data.test)} test" if data else "data not loaded here"
         console.print(
-            f"[green]OK[/] {recipe}: task {r.task.name} ({sizes}), "
+            f"[green]OK[/] {shown(recipe)}: task {r.task.name} ({sizes}), "
             f"student {r.student.name}, teacher {r.teacher.name}, selector {r.selector.name}, "
             f"trainer {r.trainer.name}; {r.loop.mode}, {r.loop.rounds} rounds x {r.loop.per_round}",
             highlight=False,
@@ -162,7 +180,7 @@ def build_app() -> typer.Typer:
     def export(
         run_dir: Path = typer.Argument(..., help="The run directory (as printed by `loopkit run`)."),
         to: Path = typer.Option(..., "--to", help="A new (or empty) directory for model/ and data/."),
-        round: Optional[int] = typer.Option(None, "--round", help="The round whose student to export (default: the last one with a saved model)."),
+        round: Optional[int] = typer.Option(None, "--round", min=0, help="The round whose student to export (default: the last one with a saved model)."),
         merge: bool = typer.Option(False, "--merge", help="Merge a LoRA adapter into its base model instead of copying the adapter."),
     ) -> None:
         """Export a run's student as an HF model directory and its synthetic data as a datasets dataset."""
@@ -176,12 +194,12 @@ def build_app() -> typer.Typer:
     def compare(
         recipe: Path = typer.Argument(..., help="The recipe YAML file every arm starts from."),
         selectors: str = typer.Option("loss,random", "--selectors", help="Comma-separated selector names, one arm each."),
-        seeds: int = typer.Option(3, "--seeds", help="Seeds per arm (the recipe's seed, +1, +2, ...)."),
+        seeds: int = typer.Option(3, "--seeds", min=1, max=1000, help="Seeds per arm (the recipe's seed, +1, +2, ...)."),
         static: bool = typer.Option(False, "--static", help="Add the static baseline (same sample budget, at once)."),
-        jobs: int = typer.Option(1, "--jobs", min=1, help="Arms run at once, each in its own process."),
+        jobs: int = typer.Option(1, "--jobs", min=1, max=1024, help="Arms run at once, each in its own process."),
         directory: Optional[Path] = typer.Option(None, "--dir", "-d", help="The comparison directory (default: <output_dir>/<name>-compare); run again to resume."),
         overrides: Optional[List[str]] = OverridesOption,
-        target: float = typer.Option(0.5, "--target", help="Accuracy for N(target) in the final report."),
+        target: float = typer.Option(0.5, "--target", callback=_accuracy, help="Accuracy for N(target) in the final report."),
     ) -> None:
         """Run every arm (selector x seed, plus --static) under one directory, then report them."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -193,8 +211,11 @@ def build_app() -> typer.Typer:
         names = [s.strip() for s in selectors.split(",") if s.strip()]
         if not names and not static:
             raise LoopkitError("--selectors is empty; name at least one selector (e.g. --selectors loss,random)")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # two arms of one name would share a run directory
+            raise LoopkitError(f"--selectors names {', '.join(twice)} more than once; name each selector once")
         arms = plan_arms(resolved, names, seeds, static)
-        target_dir = directory or Path(resolved.recipe.output_dir) / f"{resolved.recipe.name}-compare"
+        target_dir = existing_dir(directory or Path(resolved.recipe.output_dir) / f"{resolved.recipe.name}-compare", "--dir")
         console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {jobs} at a time)", highlight=False)
         with Progress(TextColumn("[bold]arms"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("{task.description}"), console=console) as bars:
@@ -217,7 +238,7 @@ def build_app() -> typer.Typer:
     @app.command()
     def report(
         paths: List[Path] = typer.Argument(..., help="Run directories, or comparison directories holding them."),
-        target: float = typer.Option(0.5, "--target", help="Accuracy τ for N(τ), the samples needed to reach it."),
+        target: float = typer.Option(0.5, "--target", callback=_accuracy, help="Accuracy τ for N(τ), the samples needed to reach it."),
         out: Optional[Path] = typer.Option(None, "--out", help="Where report.json and the PNGs go (default: the first path)."),
     ) -> None:
         """Per arm: mean ± SE over seeds of accuracy, AUC, N(τ) and spend; plots; fidelity."""
@@ -229,7 +250,7 @@ def build_app() -> typer.Typer:
         from loopkit.report import find_runs, plot, summarize
 
         data = summarize(find_runs(paths), target)
-        out.mkdir(parents=True, exist_ok=True)
+        existing_dir(out, "--out")
         pngs = plot(data, out)
         (out / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
@@ -317,6 +338,9 @@ def build_app() -> typer.Typer:
 
 def main() -> None:
     """Console-script entry point."""
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as \xff, never crashes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     app = build_app()
     app(prog_name="loopkit")
 

@@ -8,9 +8,13 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Params(BaseModel):
-    """Base for a component's ``params:`` block; unknown keys are errors."""
+    """Base for a component's ``params:`` block; unknown keys are errors, and so are inf and nan.
 
-    model_config = ConfigDict(extra="forbid")
+    A non-finite number passes every bound (``nan > 0`` is False, so ``gt=0`` cannot catch it in
+    pydantic's order of checks; ``.inf`` satisfies ``ge=1``) and crashes deep in a run instead.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Component:

@@ -8,6 +8,8 @@ component's own ``Params`` model validates. ``include:`` pulls in a base recipe 
 from __future__ import annotations
 
 import copy
+import os
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from loopkit.component import Component
 from loopkit.secrets import refuse_literal_secrets, remember_recipe_secrets
 from loopkit.errors import LoopkitError, RecipeError
+from loopkit.files import MiB, read_text, shown
 from loopkit.registry import Registry
 
 # recipe section -> component kind
@@ -25,8 +28,9 @@ ROLES = {"task": "task", "student": "model", "teacher": "teacher", "selector": "
 
 
 class _Strict(BaseModel):
-    # strict: YAML's yes/no are booleans, and `rounds: yes` must not quietly mean one round
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # strict: YAML's yes/no are booleans, and `rounds: yes` must not quietly mean one round;
+    # no inf/nan: `.inf` validates against any bound and crashes deep in a run
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 MAX_SAMPLES = 10_000_000  # a sample budget beyond this is a typo, not a plan
@@ -75,7 +79,8 @@ class BudgetSpec(_Strict):
 
 
 class Recipe(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="run directories are named <name>-<time>")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
+                      description="run directories are named <name>-<time>")
     seed: int = Field(0, ge=0, lt=2**32, description="every stage derives its own seed from this")
     task: ComponentSpec = Field(description="the seed pool, test split and answer checking")
     student: ComponentSpec = Field(description="the model being fine-tuned (a model component)")
@@ -118,73 +123,120 @@ class ResolvedRecipe:
         return data
 
 
+MAX_RECIPE_BYTES = 1 * MiB  # a recipe is a page of settings; more is a wrong file (or /dev/zero)
+MAX_VALUES = 1_000_000  # values once aliases are expanded (the "billion laughs" bomb)
+MAX_DEPTH = 50  # nesting of mappings and lists; recipes use fewer than 10
+
+
 def _read_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
-    if path in chain:
-        raise RecipeError(f"{chain[0]}: include cycle: {' -> '.join(str(p) for p in chain + (path,))}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecipeError(f"{path}: recipe file not found") from None
-    except IsADirectoryError:
-        raise RecipeError(f"{path}: is a directory; pass a recipe .yaml file") from None
-    except UnicodeDecodeError:
-        raise RecipeError(f"{path}: not UTF-8 text; save the recipe as UTF-8") from None
-    except OSError as exc:
-        raise RecipeError(f"{path}: cannot read recipe ({exc.strerror})") from None
-    try:
-        data = yaml.load(text, Loader=_RecipeLoader)  # safe_load's loader, refusing duplicate keys
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RecipeError(f"{path}: invalid YAML{where}: {problem}") from None
+    real = _resolve(path)  # includes are found from the real file's directory; cycles by real path
+    if real in chain:
+        raise RecipeError(f"{shown(chain[0])}: include cycle: {' -> '.join(shown(p) for p in chain + (real,))}")
+    if not os.path.lexists(path):
+        raise RecipeError(f"{shown(path)}: recipe file not found")
+    text = read_text(path, MAX_RECIPE_BYTES, RecipeError, "recipe .yaml file", "the recipe")
+    data = parse_yaml(text, shown(path))
     if data is None:
-        raise RecipeError(f"{path}: the recipe is empty")
-    if _expanded_size(data) > MAX_VALUES:
-        raise RecipeError(f"{path}: the recipe expands to more than {MAX_VALUES:,} values (YAML aliases?); "
-                          "write it out without nested aliases")
+        raise RecipeError(f"{shown(path)}: the recipe is empty")
     if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a recipe must be a mapping of sections (task, student, ...), not {type(data).__name__}")
+        raise RecipeError(f"{shown(path)}: a recipe must be a mapping of sections (task, student, ...), not {type(data).__name__}")
     include = data.pop("include", None)
     if include is None:
         return data
-    if not isinstance(include, str):
-        raise RecipeError(f"{path}: include: give one file name")
-    base = _read_yaml((path.parent / include).resolve(), chain + (path,))
+    if not isinstance(include, str) or not include.strip():
+        raise RecipeError(f"{shown(path)}: include: give one file name")
+    base = _read_yaml(real.parent / include, chain + (real,))
     return _merge(base, data)
 
 
+def _resolve(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError for a symlink loop
+        raise RecipeError(f"{shown(path)}: too many levels of symbolic links; fix the link") from None
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text as data (``yaml.safe_load`` rules), refusing what would crash or exhaust later stages:
+    duplicate and unhashable keys, integers Python will not convert, alias cycles and bombs, deep nesting."""
+    try:
+        data = yaml.load(text, Loader=_RecipeLoader)  # safe_load's loader, with the refusals below
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"{where}: invalid YAML{at}: {problem}") from None
+    except RecursionError:
+        raise RecipeError(f"{where}: nested more than {MAX_DEPTH} levels deep; flatten it") from None
+    problem = _shape_problem(data)
+    if problem:
+        raise RecipeError(f"{where}: {problem}")
+    return data
+
+
+class _Refused(yaml.constructor.ConstructorError):
+    """YAML that parses but that no recipe can hold."""
+
+
 class _RecipeLoader(yaml.SafeLoader):
-    """``yaml.safe_load`` that refuses a key given twice (YAML would silently keep the last)."""
+    """``yaml.safe_load`` that refuses a key given twice (YAML would silently keep the last) and keys
+    that are lists or mappings (``? [a, b] : 1``), which no recipe field can be."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` merges are flattened by safe_load
+                continue
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                raise _Refused(
+                    None, None, f"a {type(key).__name__} as a mapping key; keys must be names or numbers",
+                    key_node.start_mark)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
+                raise _Refused(
                     None, None, f"duplicate key '{key}' (give each key once)", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # Python refuses int('9' * 5000): https://docs.python.org/3/library/stdtypes.html#int-max-str-digits
+            raise _Refused(
+                None, None, f"an integer of {len(node.value):,} digits; write a smaller number", node.start_mark) from None
 
-MAX_VALUES = 1_000_000
+
+_RecipeLoader.add_constructor("tag:yaml.org,2002:int", _RecipeLoader.construct_yaml_int)
 
 
-def _expanded_size(data: Any) -> int:
-    """How many values ``data`` holds once YAML aliases are expanded (shared nodes counted per use)."""
-    memo: dict[int, int] = {}
-
-    def size(value: Any) -> int:
-        if isinstance(value, (dict, list)):
-            if id(value) not in memo:
-                memo[id(value)] = 0  # a cycle counts nothing more
-                items = value.values() if isinstance(value, dict) else value
-                memo[id(value)] = 1 + sum(size(v) for v in items)
-            return memo[id(value)]
-        return 1
-
-    return size(data)
+def _shape_problem(data: Any) -> str | None:
+    """Why ``data`` cannot be a recipe value: a list or mapping that contains itself (``a: &x [*x]``),
+    nesting deeper than MAX_DEPTH, or more than MAX_VALUES values once shared aliases are expanded.
+    Iterative, so no shape can exhaust Python's stack here."""
+    sizes: dict[int, int] = {}  # id -> expanded size, for containers seen in full
+    stack: list[tuple[Any, int, bool]] = [(data, 1, False)]
+    open_ids: set[int] = set()  # containers on the current path: meeting one again is a cycle
+    while stack:
+        value, depth, done = stack.pop()
+        if not isinstance(value, (dict, list)):
+            continue
+        items = list(value.values()) if isinstance(value, dict) else value
+        if done:
+            open_ids.discard(id(value))
+            sizes[id(value)] = 1 + sum(sizes.get(id(v), 1) for v in items)
+            if sizes[id(value)] > MAX_VALUES:
+                return f"the recipe expands to more than {MAX_VALUES:,} values (YAML aliases?); write it out without nested aliases"
+            continue
+        if id(value) in open_ids:
+            return "a YAML alias refers to a mapping or list that contains it (&x ... *x); write the value out"
+        if id(value) in sizes:
+            continue
+        if depth > MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} levels deep; flatten it"
+        open_ids.add(id(value))
+        stack.append((value, depth, True))
+        stack.extend((v, depth + 1, False) for v in items)
+    return None
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -198,27 +250,50 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def apply_overrides(data: dict, overrides: list[str], source: str) -> dict:
-    """Apply ``a.b.c=value`` overrides; values are parsed as YAML scalars (``3``, ``true``, ``[a, b]``)."""
+    """Apply ``a.b.c=value`` overrides; values are parsed as YAML (``3``, ``true``, ``[a, b]``), or
+    taken as text where they are not valid YAML."""
     data = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
+        parts = [part.strip() for part in key.split(".")]
         if not sep or not key.strip():
-            raise RecipeError(f"--set {item!r}: write overrides as key.path=value, e.g. --set loop.rounds=2")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+            raise RecipeError(f"--set {_quoted(item)}: write overrides as key.path=value, e.g. --set loop.rounds=2")
+        if not all(parts):
+            raise RecipeError(f"--set {_quoted(item)}: the key path {key.strip()!r} has an empty name; "
+                              "write names joined by single dots, e.g. --set loop.rounds=2")
+        value = _override_value(raw, item)
         node = data
-        parts = key.strip().split(".")
         for part in parts[:-1]:
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise RecipeError(f"--set {item!r}: {part} is not a section")
+                raise RecipeError(f"--set {_quoted(item)}: {part} is not a section")
             node = child
         node[parts[-1]] = value
     return data
+
+
+def _quoted(item: str) -> str:
+    """An override as messages quote it (a 5,000-digit value is cut short)."""
+    return repr(item if len(item) <= 80 else item[:60] + "..." + item[-10:])
+
+
+def _override_value(raw: str, item: str) -> Any:
+    if not raw.strip():
+        return ""
+    try:
+        value = yaml.load(raw, Loader=_RecipeLoader)
+    except _Refused as exc:
+        raise RecipeError(f"--set {_quoted(item)}: {exc.problem}") from None
+    except yaml.YAMLError:
+        return raw  # not YAML: the text itself (e.g. a template with ': ' in it)
+    except RecursionError:
+        raise RecipeError(f"--set {_quoted(item)}: nested more than {MAX_DEPTH} levels deep; flatten it") from None
+    problem = _shape_problem(value)
+    if problem:
+        raise RecipeError(f"--set {_quoted(item)}: {problem}")
+    return value
 
 
 def _location(loc: tuple) -> str:
@@ -234,6 +309,11 @@ def format_validation_error(source: str, prefix: str, exc: ValidationError) -> s
         message = "unknown field; remove it or check its spelling"
     elif first["type"] == "missing":
         message = "required field is missing"
+    elif first["type"] in ("model_type", "model_attributes_type"):  # `loop: 3`, `--set loop=3`
+        message = (f"this is a section: give a mapping of its fields (e.g. --set {where}.FIELD=VALUE), "
+                   f"not {type(first.get('input')).__name__}")
+    elif first["type"] == "finite_number":
+        message = "Input should be a finite number (not inf or nan)"
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return f"{source}: {where}: {message}{more}"
 
@@ -296,6 +376,6 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, registry: 
 
         registry = installed_registry()
     path = Path(path)
-    data = _read_yaml(path.resolve(), ())
-    data = apply_overrides(data, overrides or [], str(path))
-    return parse_recipe(data, str(path), registry)
+    data = _read_yaml(path.absolute(), ())
+    data = apply_overrides(data, overrides or [], shown(path))
+    return parse_recipe(data, shown(path), registry)

@@ -6,6 +6,7 @@ half-written round that looks finished.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from typing import Any, Iterable
 from pydantic import BaseModel
 
 from loopkit.errors import LoopkitError
+from loopkit.files import check_utf8_name, reason, shown
 from loopkit.secrets import redact
 
 COMPLETE = "COMPLETE"
@@ -36,6 +38,8 @@ class RunDir:
         """A new ``<parent>/<name>-<YYYYmmdd-HHMMSS>`` directory (suffixed if that exists)."""
         parent = Path(parent)
         stamp = time.strftime("%Y%m%d-%H%M%S")
+        # The journal database and the libraries that save models need a text path.
+        check_utf8_name(parent.absolute(), what="output directory (--output or output_dir)")
         try:
             parent.mkdir(parents=True, exist_ok=True)
             for n in range(1000):
@@ -44,10 +48,16 @@ class RunDir:
                     path.mkdir()
                     return cls(path)
                 except FileExistsError:
+                    if not parent.is_dir():
+                        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(parent)) from None
                     continue
+        except FileExistsError:  # from parent.mkdir: the parent is a file
+            raise LoopkitError(f"cannot create a run directory in {shown(parent)}: it is a file, not a directory "
+                               "(choose another --output or output_dir)") from None
         except OSError as exc:
-            raise LoopkitError(f"cannot create a run directory in {parent}: {exc.strerror}; choose another --output") from None
-        raise LoopkitError(f"too many runs named {name} at {stamp} in {parent}")
+            raise LoopkitError(f"cannot create a run directory in {shown(parent)}: {reason(exc)} "
+                               "(--output or output_dir)") from None
+        raise LoopkitError(f"too many runs named {name} at {stamp} in {shown(parent)}")
 
     def round_dir(self, round: int) -> Path:
         path = self.path / f"round-{round:03d}"

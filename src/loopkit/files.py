@@ -1,0 +1,139 @@
+"""Reading the user's files and naming paths in messages, whatever the file system says.
+
+Every file loopkit reads on a user's word (recipes, ``include:``s, data files) goes through
+``read_text``: it must be a regular file (a FIFO, ``/dev/zero`` or a terminal would hang or read
+until memory runs out), at most ``limit`` bytes, and UTF-8. Every way that fails is one
+``LoopkitError`` naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from loopkit.errors import LoopkitError
+
+MiB = 1 << 20
+
+# What an OSError means for the user, by errno: the reason, and what to do.
+_REASONS = {
+    errno.ENOENT: "not found",
+    errno.ENOTDIR: "a component of the path is a file, not a directory; fix the path",
+    errno.EISDIR: "is a directory, not a file",
+    errno.ENAMETOOLONG: "the name is too long for the file system; use a shorter path",
+    errno.EACCES: "permission denied; check the file's permissions or choose another path",
+    errno.EPERM: "operation not permitted; check the permissions or choose another path",
+    errno.EROFS: "the file system is read-only; choose a writable path",
+    errno.ELOOP: "too many levels of symbolic links; fix the link",
+    errno.ENOSPC: "no space left on the device; free some space or choose another disk",
+    errno.EDQUOT: "disk quota exceeded; free some space or choose another disk",
+    errno.EEXIST: "already exists",
+    errno.ENXIO: "no such device or address (a FIFO or socket nobody serves?); give a regular file",
+    errno.EMFILE: "too many open files; raise the limit (ulimit -n)",
+}
+
+
+def shown(path: str | os.PathLike) -> str:
+    """``path`` as printable text: bytes that are not UTF-8 (b'\\xff') appear as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def printable(text: str) -> str:
+    """``text`` with undecodable bytes of file names (lone surrogates) written as ``\\xff``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") if _has_surrogates(text) else text
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def reason(exc: OSError) -> str:
+    """What an OSError means, in words a user can act on."""
+    return _REASONS.get(exc.errno, exc.strerror or type(exc).__name__)
+
+
+def os_error_message(exc: OSError) -> str | None:
+    """One line for an OSError about a path (``None`` for one that names no path or known cause)."""
+    if exc.filename is None and exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return None
+    where = shown(exc.filename) if exc.filename is not None else "a file"
+    if exc.filename2 is not None:
+        where += f" -> {shown(exc.filename2)}"
+    return f"{where}: {reason(exc)}"
+
+
+def read_text(path: str | os.PathLike, limit: int, error: type[LoopkitError] = LoopkitError,
+              what: str = "file", noun: str = "it") -> str:
+    """The UTF-8 text of the regular file ``path`` (at most ``limit`` bytes; a leading BOM is dropped).
+
+    ``what`` names the file a user should give instead ("a {what}"), ``noun`` what to save as UTF-8.
+    """
+    name = shown(path)
+    try:
+        # O_NONBLOCK: opening a FIFO without a writer must not hang (it has no effect on regular files).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.EISDIR:
+            raise error(f"{name}: is a directory; pass a {what}") from None
+        raise error(f"{name}: {'file not found' if exc.errno == errno.ENOENT else reason(exc)}") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise error(f"{name}: is a directory; pass a {what}")
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(
+                info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file"
+            raise error(f"{name}: is {kind}, not a regular file; give a {what} saved on disk")
+        if info.st_size > limit:
+            raise error(f"{name}: {info.st_size / MiB:,.1f} MiB is larger than the {limit / MiB:g} MiB loopkit reads "
+                        f"for a {what}; make it smaller")
+        try:
+            data = f.read(limit + 1)  # bounded even where st_size lies (/proc files report 0)
+        except OSError as exc:
+            raise error(f"{name}: cannot be read ({reason(exc)})") from None
+    if len(data) > limit:
+        raise error(f"{name}: larger than the {limit / MiB:g} MiB loopkit reads for a {what}; make it smaller")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{name}: not UTF-8 text; save {noun} as UTF-8 (first bad byte at offset {exc.start})") from None
+
+
+def check_regular_file(path: str | os.PathLike, limit: int, error: type[LoopkitError] = LoopkitError,
+                       what: str = "file") -> None:
+    """Raise unless ``path`` is a regular file of at most ``limit`` bytes (for files a library reads)."""
+    name = shown(path)
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise error(f"{name}: {reason(exc)}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{name}: not a regular file; give a {what} saved on disk")
+    if info.st_size > limit:
+        raise error(f"{name}: {info.st_size / MiB:,.1f} MiB is larger than the {limit / MiB:g} MiB loopkit reads "
+                    f"for a {what}; make it smaller")
+
+
+def check_utf8_name(path: str | os.PathLike, error: type[LoopkitError] = LoopkitError, what: str = "path") -> None:
+    """Raise if ``path`` is not valid UTF-8 (files named by it, e.g. the journal database, need text names)."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{shown(path)}: the {what} is not valid UTF-8; choose a name in UTF-8") from None
+
+
+def existing_dir(path: Path, option: str) -> Path:
+    """``path`` as a directory to write into, made if missing; one error naming ``option`` if it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise LoopkitError(f"{option} {shown(path)}: is a file, not a directory; choose a directory") from None
+    except OSError as exc:
+        raise LoopkitError(f"{option} {shown(path)}: cannot be made ({reason(exc)})") from None
+    return path
