@@ -40,9 +40,10 @@ def parse_number(text: str | None) -> Decimal | None:
         return None
     cleaned = text.strip().replace(",", "").replace("$", "").replace(" ", "").rstrip(".")
     try:
-        return Decimal(cleaned)
+        number = Decimal(cleaned)
     except InvalidOperation:
         return None
+    return number if number.is_finite() else None  # "NaN", "sNaN" (which raises when compared), "Infinity"
 
 
 def _numbers(text: str) -> list[str]:
@@ -63,6 +64,11 @@ class Checker:
     def score(self, reference: str, completion: str) -> dict[str, bool]:
         """Per reading: whether the completion's answer matches ``reference``."""
         return {name: answer is not None and self.same(reference, answer) for name, answer in self.read(completion).items()}
+
+    def matches_itself(self, reference: str) -> bool:
+        """Whether a completion that is ``reference`` itself counts as correct; if not, no answer ever can
+        (e.g. ``1/2`` or ``NaN`` under ``numeric``, ``maybe`` under ``boolean``)."""
+        return any(self.score(reference, reference).values())
 
 
 class NumericChecker(Checker):
@@ -133,6 +139,9 @@ class MathChecker(Checker):
 
     name = "math"
     timeout = 5.0
+
+    def matches_itself(self, reference: str) -> bool:
+        return True  # a symbolic check per reference would make loading a data set slow
 
     def read(self, completion: str) -> dict[str, str | None]:
         return {"match": completion if completion.strip() else None}

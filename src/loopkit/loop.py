@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from loopkit.budget import first_exceeded, round_cost
-from loopkit.errors import DataError, RecipeError, UnavailableError
+from loopkit.errors import DataError, LoopkitError, RecipeError, UnavailableError
 from loopkit.progress import NullProgress, Progress
 from loopkit.recipe import ResolvedRecipe
 from loopkit.records import Sample, normalize_question, read_samples
@@ -56,7 +56,78 @@ def load_task_data(task: Task, resolved: ResolvedRecipe) -> TaskData:
             f"{source}: loop.per_round: {recipe.loop.per_round} is larger than the seed pool "
             f"({len(data.pool)} questions); lower per_round or enlarge the pool"
         )
+    for split, samples in (("seed pool", data.pool), ("test split", data.test)):
+        for i, sample in enumerate(samples):
+            for field_name in ("question", "answer"):
+                text = getattr(sample, field_name) or ""
+                if len(text) > MAX_TEXT_CHARS:
+                    raise DataError(
+                        f"{_where(sample, split, i, resolved)}: the {field_name} is {len(text):,} characters; loopkit takes at "
+                        f"most {MAX_TEXT_CHARS:,} (far more than a small model reads at once); shorten or remove it")
     return data
+
+
+# A question or answer longer than this is no task for a small language model, and tokenizing it
+# can exhaust memory outright (a 50 MB question made the Rust tokenizer abort the process).
+MAX_TEXT_CHARS = 100_000
+
+
+def _where(sample: Sample, split: str, index: int, resolved: ResolvedRecipe) -> str:
+    """Where a task item came from, for messages: its file and line if the task knows them."""
+    return sample.meta.get("line") or f"{resolved.source}: task {resolved.recipe.task.name}: {split} item {index} (id {sample.id})"
+
+
+def check_fit(resolved: ResolvedRecipe, data: TaskData, task: Task, model_source: Any, trainer: Any) -> list[str]:
+    """Refuse what validates but cannot work, before any model loads: a student whose weights do not fit
+    in memory, a question longer than the student's context window, a trainer ``max_length`` that
+    cuts off every answer. Returns warnings for what works but badly. Checks only what the student
+    component can tell without its weights (its tokenizer, context window and size)."""
+    from loopkit.device import available_memory
+
+    source, warnings = resolved.source, []
+    weights, free = model_source.weight_bytes(), available_memory()
+    if weights and free is not None and weights > free:
+        raise RecipeError(
+            f"{source}: student.params: the student's weights need about {_gib(weights)}, more than the "
+            f"{_gib(free)} of memory free here; choose a smaller student (e.g. fewer layers or a smaller hidden_size)")
+    tokenizer = model_source.tokenizer()
+    if tokenizer is None:
+        return warnings
+    from loopkit.student import Student
+
+    render = Student(None, tokenizer).render
+    context = model_source.context_window()
+    if context:
+        for split, samples in (("seed pool", data.pool), ("test split", data.test)):
+            lengths = token_lengths(tokenizer, [render(task.prompt(s.question)) for s in samples])
+            i = int(np.argmax(lengths))
+            if lengths[i] > context:
+                raise DataError(
+                    f"{_where(samples[i], split, i, resolved)}: the question's prompt is {lengths[i]:,} tokens, longer than the "
+                    f"student's context window ({context:,} tokens); shorten or remove it, or use a student with a longer "
+                    "context (student.params)")
+    trained = [s for s in data.pool if s.answer]
+    if trained:
+        prompts = token_lengths(tokenizer, [render(task.prompt(s.question)) for s in trained])
+        answers = token_lengths(tokenizer, [s.answer for s in trained], special=False)
+        try:
+            warnings += trainer.check_lengths(prompts, [a + 1 for a in answers], "seed")  # + EOS
+        except LoopkitError as exc:
+            raise RecipeError(f"{source}: {exc}") from None
+    return warnings
+
+
+def token_lengths(tokenizer: Any, texts: list[str], special: bool = True) -> list[int]:
+    """Token counts of ``texts``, a few at a time (one call on thousands of long texts can exhaust memory)."""
+    add = special and getattr(tokenizer, "chat_template", None) is None
+    lengths: list[int] = []
+    for start in range(0, len(texts), 256):
+        lengths += [len(ids) for ids in tokenizer(texts[start : start + 256], add_special_tokens=add)["input_ids"]]
+    return lengths
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"
 
 
 def bind_teacher(teacher: Teacher, task: Task, resolved: ResolvedRecipe) -> None:
@@ -79,6 +150,9 @@ def check_recipe(resolved: ResolvedRecipe) -> tuple[TaskData | None, list[str]]:
     except UnavailableError as exc:
         data = None
         unchecked.append(str(exc))
+    if data is not None:
+        fit = check_fit(resolved, data, task, resolved.build("student"), resolved.build("trainer"))
+        data = replace(data, warnings=(*data.warnings, *fit))
     try:
         bind_teacher(resolved.build("teacher"), task, resolved)
     except UnavailableError as exc:
@@ -104,6 +178,8 @@ class Loop:
         self.selector = resolved.build("selector")
         self.trainer = resolved.build("trainer")
         self.data = load_task_data(self.task, resolved)
+        fit = check_fit(resolved, self.data, self.task, self.model_source, self.trainer)
+        self.data = replace(self.data, warnings=(*self.data.warnings, *fit))
         bind_teacher(self.teacher, self.task, resolved)
         self.test_questions = {normalize_question(s.question) for s in self.data.test}
         self.known_questions = {normalize_question(s.question) for s in self.data.pool}  # grows with synthetic ones

@@ -19,3 +19,17 @@ class ModelSource(Component):
         """A directory (or hub id) ``from_pretrained`` and inference engines such as vLLM can load, or
         None for a model that exists only in code (e.g. ``tiny``)."""
         return None
+
+    # What can be known before the model loads, so that a recipe that cannot work fails in
+    # `validate` and before a run directory exists. None: unknown until the model loads.
+    def tokenizer(self) -> Any | None:
+        """The tokenizer alone, where it loads cheaply without the weights."""
+        return None
+
+    def context_window(self) -> int | None:
+        """The most tokens the model reads at once (its position limit)."""
+        return None
+
+    def weight_bytes(self) -> int | None:
+        """About how much memory the loaded weights take."""
+        return None

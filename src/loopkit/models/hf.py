@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import json
 import os
+from pathlib import Path
 
 from pydantic import Field, field_validator
 
@@ -27,6 +27,37 @@ class HFModel(ModelSource):
 
     def pretrained_path(self) -> str:
         return self.params.path
+
+    def _local_dir(self) -> Path | None:
+        local = Path(self.params.path).expanduser()
+        return local if (local / "config.json").is_file() else None
+
+    def tokenizer(self):
+        if self._local_dir() is None:
+            return None
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(self.params.path, revision=self.params.revision)
+        except Exception:  # unknown here; `run` reports a tokenizer that cannot load, with the model
+            return None
+
+    def context_window(self) -> int | None:
+        local = self._local_dir()
+        try:
+            config = json.loads((local / "config.json").read_text(encoding="utf-8")) if local else {}
+        except (OSError, ValueError):
+            return None
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            if isinstance(config.get(key), int) and config[key] > 0:
+                return config[key]
+        return None
+
+    def weight_bytes(self) -> int | None:
+        """The checkpoint's size on disk (its dtype; more if loaded in a wider one)."""
+        local = self._local_dir()
+        files = [*local.glob("*.safetensors"), *local.glob("pytorch_model*.bin")] if local else []
+        return sum(f.stat().st_size for f in files) or None
 
     def load(self, seed: int):
         from transformers import AutoModelForCausalLM, AutoTokenizer

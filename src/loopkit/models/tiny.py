@@ -53,6 +53,20 @@ class TinyModel(ModelSource):
                                  "choose heads that divide hidden_size")
             return self
 
+    def tokenizer(self):
+        return build_char_tokenizer()
+
+    def context_window(self) -> int:
+        return self.params.max_length
+
+    def weight_bytes(self) -> int:
+        """fp32 LlamaForCausalLM with tied embeddings: embeddings, then per layer attention (q, k, v, o),
+        MLP (gate, up, down) and two norms, then the final norm."""
+        p = self.params
+        h = p.hidden_size
+        count = len(SPECIALS + CHARS) * h + p.layers * (4 * h * h + 3 * h * p.intermediate_size + 2 * h) + h
+        return 4 * count
+
     def load(self, seed: int):
         import torch
         from transformers import LlamaConfig, LlamaForCausalLM

@@ -7,12 +7,14 @@ GSM8K: ``{path: openai/gsm8k, name: main, seed_split: train, test_split: test, c
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from loopkit.errors import DataError, UnavailableError
+from loopkit.files import MiB, check_regular_file
 from loopkit.records import Sample
 from loopkit.tasks.jsonl import JsonlTask
 
@@ -44,6 +46,11 @@ class HFDatasetTask(JsonlTask):
         datasets.disable_progress_bars()
         logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retry chatter would bury our one line
         try:
+            for name in _local_files(p.data_files):  # datasets would read a FIFO or /dev/zero until memory runs out
+                check_regular_file(name, MAX_FILE_BYTES, DataError, "data file")
+        except DataError as exc:
+            raise DataError(f"task.params.data_files: {exc}") from None
+        try:
             return datasets.load_dataset(p.path, p.name, data_files=p.data_files, revision=p.revision)
         except Exception as exc:  # datasets raises many types (ConnectionError, FileNotFoundError, ValueError, ...)
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -62,3 +69,17 @@ class HFDatasetTask(JsonlTask):
             raise DataError(f"{self.label}: split '{split}' is empty")
         return self.to_samples([(f"{self.params.path}[{split}]:{i}", dict(r)) for i, r in enumerate(rows)],
                                f"hf:{self.params.path}")
+
+
+MAX_FILE_BYTES = 16 * 1024 * MiB  # datasets copies a file into its cache: a larger one is a wrong file
+
+
+def _local_files(data_files: Any) -> list[str]:
+    """The files named in ``data_files`` (a name, a list, or split -> name(s)) that exist here (not
+    directories, globs or URLs, which datasets expands itself)."""
+    if data_files is None:
+        return []
+    if isinstance(data_files, dict):
+        return [name for value in data_files.values() for name in _local_files(value)]
+    names = [data_files] if isinstance(data_files, str) else data_files
+    return [name for name in names if isinstance(name, str) and os.path.lexists(name) and not os.path.isdir(name)]

@@ -19,8 +19,12 @@ from pydantic import Field, model_validator
 from loopkit.checkers import CHECKERS, Checker
 from loopkit.component import Params
 from loopkit.errors import DataError
+from loopkit.files import MiB, read_text, shown
 from loopkit.records import Sample, normalize_question
 from loopkit.tasks.base import Task, TaskData
+
+
+MAX_FILE_BYTES = 256 * MiB  # read whole into memory; larger sets belong in the hf-dataset task (memory-mapped)
 
 
 class JsonlTask(Task):
@@ -86,29 +90,28 @@ class JsonlTask(Task):
         return TaskData(pool=pool, test=test, warnings=warnings)
 
     def _read(self, path: Path) -> list[Sample]:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise DataError(f"{path}: file not found") from None
-        except IsADirectoryError:
-            raise DataError(f"{path}: is a directory; give a .jsonl file") from None
-        except UnicodeDecodeError:
-            raise DataError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+        text = read_text(path, MAX_FILE_BYTES, DataError, ".jsonl file")
         records = []
-        for number, line in enumerate(text.splitlines(), start=1):
+        # JSON Lines are split at "\n" alone: str.splitlines would also split inside a JSON string
+        # that holds U+2028 or U+0085, which JSON allows unescaped. A trailing "\r" (CRLF) is blank space.
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
+            where = f"{shown(path)}:{number}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+            except ValueError as exc:  # e.g. an integer of 5,000 digits (Python's int-string limit)
+                raise DataError(f"{where}: not usable JSON ({str(exc).split(';')[0]})") from None
+            except RecursionError:
+                raise DataError(f"{where}: JSON nested too deeply; a record is an object of fields") from None
             if not isinstance(record, dict):
                 raise DataError(f"{where}: a line must be a JSON object, not {type(record).__name__}")
             records.append((where, record))
         if not records:
-            raise DataError(f"{path}: no records (the file is empty)")
-        return self.to_samples(records, f"jsonl:{path.name}")
+            raise DataError(f"{shown(path)}: no records (the file is empty)")
+        return self.to_samples(records, f"jsonl:{shown(path.name)}")
 
     def to_samples(self, records: list[tuple[str, dict[str, Any]]], source: str) -> list[Sample]:
         """Records (each with where it came from, e.g. ``file:line``) as samples, checked field by field."""
@@ -128,6 +131,10 @@ class JsonlTask(Task):
                 if final is None:
                     raise DataError(f"{where}: field '{p.answer_field}': the {p.checker} checker reads no final answer "
                                     "from it; set final_field or end answers with '#### <answer>'")
+            if not self.checker.matches_itself(final):
+                field = p.final_field or p.answer_field
+                raise DataError(f"{where}: field '{field}': the {p.checker} checker can never match the final answer "
+                                f"{final[:40]!r}; fix the answer or choose another task.params.checker")
             samples.append(Sample.create(question, answer if answer is not None else final, final=final,
                                          source=source, meta={"line": where}))
         return samples
@@ -141,7 +148,7 @@ class JsonlTask(Task):
 
 def _field(record: dict[str, Any], name: str, where: str, param: str) -> str:
     if name not in record:
-        fields = ", ".join(sorted(record)) or "none"
+        fields = ", ".join(sorted(record)[:10]) + (", ..." if len(record) > 10 else "") if record else "none"
         raise DataError(f"{where}: no field '{name}' (its fields: {fields}); set task.params.{param}")
     value = record[name]
     if value is None or isinstance(value, (dict, list)) or str(value).strip() == "":

@@ -20,6 +20,12 @@ class Trainer(Component):
     def check(self, model: Any) -> None:
         """Raise LoopkitError if this trainer's params cannot train ``model`` (before any round runs)."""
 
+    def check_lengths(self, prompts: list[int], completions: list[int], what: str = "training example") -> list[str]:
+        """Raise LoopkitError if no example of these token lengths can be trained on (e.g. a length limit
+        that cuts off every completion); return warnings for some that cannot. Called on the seeds before
+        round 0 (``what="seed"``), as the synthetic data will be like them."""
+        return []
+
     def save(self, model: Any, tokenizer: Any, directory: Path) -> None:
         """Write the trained student (full weights, or the adapter for LoRA) in HF format."""
         model.save_pretrained(directory)

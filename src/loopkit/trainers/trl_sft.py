@@ -61,6 +61,23 @@ class TRLSFTTrainer(Trainer):
             raise LoopkitError(f"trainer.params.lora.target_modules: {missing} matches no module of the student; "
                                f"use all-linear or some of {linear[:8]}")
 
+    def check_lengths(self, prompts: list[int], completions: list[int], what: str = "training example") -> list[str]:
+        """TRL keeps the first max_length tokens of prompt + completion: the completion is what gets cut."""
+        limit = self.params.max_length
+        totals = [p + c for p, c in zip(prompts, completions)]
+        if not totals:
+            return []
+        if min(totals) > limit:
+            raise LoopkitError(
+                f"trainer.params.max_length: {limit} tokens is shorter than every {what}'s prompt + answer "
+                f"(shortest {min(totals):,}, longest {max(totals):,} tokens), so training would cut off every "
+                f"answer; raise max_length to at least {max(totals):,}")
+        over = sum(t > limit for t in totals)
+        if over:
+            return [f"trainer.params.max_length: {over} of {len(totals)} {what}s are longer than {limit} tokens "
+                    f"(prompt + answer); training cuts their answers off (max_length {max(totals):,} keeps them whole)"]
+        return []
+
     def train(self, model, tokenizer, prompts, completions, output_dir: Path, seed: int, stage: Stage):
         import datasets
         from transformers import TrainerCallback
@@ -69,6 +86,11 @@ class TRLSFTTrainer(Trainer):
 
         datasets.disable_progress_bars()
         p = self.params
+        from loopkit.loop import token_lengths
+
+        # Teachers can write longer than the seeds: never hand TRL a set with no answer token left.
+        self.check_lengths(token_lengths(tokenizer, list(prompts)),
+                           [n + 1 for n in token_lengths(tokenizer, list(completions), special=False)])
 
         class _Report(TrainerCallback):
             def on_train_begin(self, args, state, control, **kwargs):
