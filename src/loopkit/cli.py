@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 
 from loopkit import __version__
 from loopkit.errors import LoopkitError
-from loopkit.files import existing_dir, os_error_message, printable, shown
+from loopkit.files import check_dir_target, os_error_message, printable, shown
 from loopkit.secrets import redact
 
 err_console = Console(stderr=True)
@@ -215,7 +215,8 @@ def build_app() -> typer.Typer:
         if twice:  # two arms of one name would share a run directory
             raise LoopkitError(f"--selectors names {', '.join(twice)} more than once; name each selector once")
         arms = plan_arms(resolved, names, seeds, static)
-        target_dir = existing_dir(directory or Path(resolved.recipe.output_dir) / f"{resolved.recipe.name}-compare", "--dir")
+        target_dir = directory or Path(resolved.recipe.output_dir) / f"{resolved.recipe.name}-compare"
+        check_dir_target(target_dir, "--dir")
         console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {jobs} at a time)", highlight=False)
         with Progress(TextColumn("[bold]arms"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("{task.description}"), console=console) as bars:
@@ -249,8 +250,9 @@ def build_app() -> typer.Typer:
 
         from loopkit.report import find_runs, plot, summarize
 
+        check_dir_target(out, "--out")
         data = summarize(find_runs(paths), target)
-        existing_dir(out, "--out")
+        out.mkdir(parents=True, exist_ok=True)
         pngs = plot(data, out)
         (out / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopkit.errors import LoopkitError
+from loopkit.files import check_dir_target
 from loopkit.records import read_samples
 from loopkit.rundir import COMPLETE
 
@@ -64,6 +65,7 @@ def pick_round(run: Path, round: int | None) -> int:
 
 
 def _check_target(target: Path) -> None:
+    check_dir_target(target, "--to")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise LoopkitError(f"{target} exists and is not an empty directory; choose a new --to directory")
 
@@ -170,8 +172,8 @@ def export_run(run_dir: str | Path, to: str | Path, round: int | None = None, me
     run, target = Path(run_dir), Path(to)
     if not run.is_dir() or not (_round_dir(run, 0)).is_dir():
         raise LoopkitError(f"{run} is not a loopkit run directory (no round-000); give the directory `loopkit run` printed")
-    round = pick_round(run, round)
     _check_target(target)
+    round = pick_round(run, round)
     import datasets
 
     datasets.disable_progress_bars()

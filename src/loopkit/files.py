@@ -37,6 +37,8 @@ _REASONS = {
 
 def shown(path: str | os.PathLike) -> str:
     """``path`` as printable text: bytes that are not UTF-8 (b'\\xff') appear as ``\\xff``."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        return str(path)  # an OSError's "filename" can be a file descriptor
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
@@ -69,7 +71,7 @@ def os_error_message(exc: OSError) -> str | None:
 
 
 def read_text(path: str | os.PathLike, limit: int, error: type[LoopkitError] = LoopkitError,
-              what: str = "file", noun: str = "it") -> str:
+              what: str = "file", noun: str = "it", missing: str = "file not found") -> str:
     """The UTF-8 text of the regular file ``path`` (at most ``limit`` bytes; a leading BOM is dropped).
 
     ``what`` names the file a user should give instead ("a {what}"), ``noun`` what to save as UTF-8.
@@ -81,22 +83,30 @@ def read_text(path: str | os.PathLike, limit: int, error: type[LoopkitError] = L
     except OSError as exc:
         if exc.errno == errno.EISDIR:
             raise error(f"{name}: is a directory; pass a {what}") from None
-        raise error(f"{name}: {'file not found' if exc.errno == errno.ENOENT else reason(exc)}") from None
-    with os.fdopen(fd, "rb") as f:
+        raise error(f"{name}: {missing if exc.errno == errno.ENOENT else reason(exc)}") from None
+    try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise error(f"{name}: is a directory; pass a {what}")
         if not stat.S_ISREG(info.st_mode):
-            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(
-                info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file"
+            kind = ("a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode)
+                    else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "not a regular file")
             raise error(f"{name}: is {kind}, not a regular file; give a {what} saved on disk")
         if info.st_size > limit:
             raise error(f"{name}: {info.st_size / MiB:,.1f} MiB is larger than the {limit / MiB:g} MiB loopkit reads "
                         f"for a {what}; make it smaller")
-        try:
-            data = f.read(limit + 1)  # bounded even where st_size lies (/proc files report 0)
-        except OSError as exc:
-            raise error(f"{name}: cannot be read ({reason(exc)})") from None
+        chunks, size = [], 0
+        while size <= limit:  # bounded even where st_size lies (/proc files report 0)
+            chunk = os.read(fd, min(limit + 1 - size, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+    except OSError as exc:
+        raise error(f"{name}: cannot be read ({reason(exc)})") from None
+    finally:
+        os.close(fd)
     if len(data) > limit:
         raise error(f"{name}: larger than the {limit / MiB:g} MiB loopkit reads for a {what}; make it smaller")
     try:
@@ -120,20 +130,38 @@ def check_regular_file(path: str | os.PathLike, limit: int, error: type[LoopkitE
                     f"for a {what}; make it smaller")
 
 
-def check_utf8_name(path: str | os.PathLike, error: type[LoopkitError] = LoopkitError, what: str = "path") -> None:
-    """Raise if ``path`` is not valid UTF-8 (files named by it, e.g. the journal database, need text names)."""
+def utf8_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot name files that need text names (e.g. a SQLite database), or None."""
     try:
         os.fsencode(path).decode("utf-8")
     except UnicodeDecodeError:
-        raise error(f"{shown(path)}: the {what} is not valid UTF-8; choose a name in UTF-8") from None
+        return "the name is not valid UTF-8; choose a UTF-8 name"
+    return None
 
 
-def existing_dir(path: Path, option: str) -> Path:
-    """``path`` as a directory to write into, made if missing; one error naming ``option`` if it cannot be."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise LoopkitError(f"{option} {shown(path)}: is a file, not a directory; choose a directory") from None
-    except OSError as exc:
-        raise LoopkitError(f"{option} {shown(path)}: cannot be made ({reason(exc)})") from None
-    return path
+def dir_target_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` can neither be used nor made as a directory (its nearest existing ancestor must be
+    a directory), or None. Checked before any work, so a bad output path fails first and leaves nothing."""
+    probe = Path(path)
+    while True:
+        try:
+            info = os.stat(probe)
+        except FileNotFoundError:
+            if probe == probe.parent:
+                return None
+            probe = probe.parent
+            continue
+        except OSError as exc:
+            return reason(exc)
+        if stat.S_ISDIR(info.st_mode):
+            return None
+        if probe == Path(path):
+            return "it is a file, not a directory; choose a directory"
+        return f"{shown(probe)} is a file, not a directory; fix the path"
+
+
+def check_dir_target(path: str | os.PathLike, option: str) -> None:
+    """Raise, naming ``option``, unless ``path`` is a directory or can be made one."""
+    problem = dir_target_problem(path)
+    if problem:
+        raise LoopkitError(f"{option} {shown(path)}: {problem}")

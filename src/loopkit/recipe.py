@@ -8,7 +8,6 @@ component's own ``Params`` model validates. ``include:`` pulls in a base recipe 
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,9 +131,7 @@ def _read_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
     real = _resolve(path)  # includes are found from the real file's directory; cycles by real path
     if real in chain:
         raise RecipeError(f"{shown(chain[0])}: include cycle: {' -> '.join(shown(p) for p in chain + (real,))}")
-    if not os.path.lexists(path):
-        raise RecipeError(f"{shown(path)}: recipe file not found")
-    text = read_text(path, MAX_RECIPE_BYTES, RecipeError, "recipe .yaml file", "the recipe")
+    text = read_text(path, MAX_RECIPE_BYTES, RecipeError, "recipe .yaml file", "the recipe", "recipe file not found")
     data = parse_yaml(text, shown(path))
     if data is None:
         raise RecipeError(f"{shown(path)}: the recipe is empty")

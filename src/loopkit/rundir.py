@@ -6,7 +6,6 @@ half-written round that looks finished.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ from typing import Any, Iterable
 from pydantic import BaseModel
 
 from loopkit.errors import LoopkitError
-from loopkit.files import check_utf8_name, reason, shown
+from loopkit.files import dir_target_problem, reason, shown, utf8_problem
 from loopkit.secrets import redact
 
 COMPLETE = "COMPLETE"
@@ -38,8 +37,7 @@ class RunDir:
         """A new ``<parent>/<name>-<YYYYmmdd-HHMMSS>`` directory (suffixed if that exists)."""
         parent = Path(parent)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        # The journal database and the libraries that save models need a text path.
-        check_utf8_name(parent.absolute(), what="output directory (--output or output_dir)")
+        cls.check_parent(parent)
         try:
             parent.mkdir(parents=True, exist_ok=True)
             for n in range(1000):
@@ -48,16 +46,19 @@ class RunDir:
                     path.mkdir()
                     return cls(path)
                 except FileExistsError:
-                    if not parent.is_dir():
-                        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(parent)) from None
                     continue
-        except FileExistsError:  # from parent.mkdir: the parent is a file
-            raise LoopkitError(f"cannot create a run directory in {shown(parent)}: it is a file, not a directory "
-                               "(choose another --output or output_dir)") from None
         except OSError as exc:
             raise LoopkitError(f"cannot create a run directory in {shown(parent)}: {reason(exc)} "
                                "(--output or output_dir)") from None
         raise LoopkitError(f"too many runs named {name} at {stamp} in {shown(parent)}")
+
+    @staticmethod
+    def check_parent(parent: str | Path) -> None:
+        """Raise unless run directories can be made in ``parent`` (call before the slow work of a run)."""
+        # utf8: the journal database and the libraries that save models need a text path.
+        problem = utf8_problem(Path(parent).absolute()) or dir_target_problem(parent)
+        if problem:
+            raise LoopkitError(f"cannot create a run directory in {shown(parent)}: {problem} (--output or output_dir)")
 
     def round_dir(self, round: int) -> Path:
         path = self.path / f"round-{round:03d}"

@@ -148,6 +148,8 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
     progress = RichProgress(console)
     if resume is not None:
         _check_same_recipe(resolved, resume)
+    else:
+        RunDir.check_parent(output or resolved.recipe.output_dir)  # a bad --output fails before any model loads
     loop = Loop(resolved, progress, use_cache=use_cache)  # builds components and checks the data before anything is written
     for warning in loop.data.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
