@@ -77,7 +77,8 @@ def _where(sample: Sample, split: str, index: int, resolved: ResolvedRecipe) -> 
     return sample.meta.get("line") or f"{resolved.source}: task {resolved.recipe.task.name}: {split} item {index} (id {sample.id})"
 
 
-def check_fit(resolved: ResolvedRecipe, data: TaskData, task: Task, model_source: Any, trainer: Any) -> list[str]:
+def check_fit(resolved: ResolvedRecipe, data: TaskData, task: Task, model_source: Any, trainer: Any,
+              teacher: Teacher | None = None) -> list[str]:
     """Refuse what validates but cannot work, before any model loads: a student whose weights do not fit
     in memory, a question longer than the student's context window, a trainer ``max_length`` that
     cuts off every answer. Returns warnings for what works but badly. Checks only what the student
@@ -85,11 +86,17 @@ def check_fit(resolved: ResolvedRecipe, data: TaskData, task: Task, model_source
     from loopkit.device import available_memory
 
     source, warnings = resolved.source, []
-    weights, free = model_source.weight_bytes(), available_memory()
-    if weights and free is not None and weights > free:
+    free = available_memory()
+    student = model_source.weight_bytes() or 0
+    if free is not None and student > free:
         raise RecipeError(
-            f"{source}: student.params: the student's weights need about {_gib(weights)}, more than the "
+            f"{source}: student.params: the student's weights need about {_gib(student)}, more than the "
             f"{_gib(free)} of memory free here; choose a smaller student (e.g. fewer layers or a smaller hidden_size)")
+    beside = sum(m.weight_bytes() or 0 for m in (teacher.local_models() if teacher is not None else []))
+    if free is not None and student + beside > free:
+        raise RecipeError(
+            f"{source}: teacher.params.model: the teacher's model needs about {_gib(beside)} beside the student's "
+            f"{_gib(student)}, more than the {_gib(free)} of memory free here; choose a smaller teacher model")
     tokenizer = model_source.tokenizer()
     if tokenizer is None:
         return warnings
@@ -150,11 +157,12 @@ def check_recipe(resolved: ResolvedRecipe) -> tuple[TaskData | None, list[str]]:
     except UnavailableError as exc:
         data = None
         unchecked.append(str(exc))
+    teacher = resolved.build("teacher")
     if data is not None:
-        fit = check_fit(resolved, data, task, resolved.build("student"), resolved.build("trainer"))
+        fit = check_fit(resolved, data, task, resolved.build("student"), resolved.build("trainer"), teacher)
         data = replace(data, warnings=(*data.warnings, *fit))
     try:
-        bind_teacher(resolved.build("teacher"), task, resolved)
+        bind_teacher(teacher, task, resolved)
     except UnavailableError as exc:
         unchecked.append(str(exc))
     return data, unchecked
@@ -178,7 +186,7 @@ class Loop:
         self.selector = resolved.build("selector")
         self.trainer = resolved.build("trainer")
         self.data = load_task_data(self.task, resolved)
-        fit = check_fit(resolved, self.data, self.task, self.model_source, self.trainer)
+        fit = check_fit(resolved, self.data, self.task, self.model_source, self.trainer, self.teacher)
         self.data = replace(self.data, warnings=(*self.data.warnings, *fit))
         bind_teacher(self.teacher, self.task, resolved)
         self.test_questions = {normalize_question(s.question) for s in self.data.test}

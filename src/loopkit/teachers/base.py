@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from loopkit.component import Component
 from loopkit.records import Sample
@@ -47,6 +48,10 @@ class Teacher(Component):
     def spent(self) -> dict[str, float]:
         """What this run's calls cost so far: ``teacher_calls_answered``, ``teacher_tokens``, ``usd``."""
         return {"teacher_calls_answered": 0, "teacher_tokens": 0, "usd": 0.0}
+
+    def local_models(self) -> list[Any]:
+        """The model components this teacher loads into this process (checked to fit in memory before round 0)."""
+        return []
 
     def bind(self, task: Task) -> None:
         """Check the teacher can serve this task; raise RecipeError if not."""

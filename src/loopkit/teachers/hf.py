@@ -68,6 +68,9 @@ class HFTeacher(LLMTeacher):
     def model_id(self) -> str:
         return self.params.model.key
 
+    def local_models(self) -> list[Any]:
+        return [self.params.model.build()]
+
     def _load(self) -> tuple[Any, Any]:
         if self._loaded is None:
             # The weights must not depend on the run seed: the model is part of every journal key.
