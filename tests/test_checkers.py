@@ -62,3 +62,23 @@ def test_math_verify_checker_runs_off_the_main_thread():
     thread.start()
     thread.join(60)
     assert results == {"half": True, "boxed": True, "wrong": False}
+
+
+@pytest.mark.parametrize("text", ["NaN", "sNaN", "Infinity", "-inf"])
+def test_non_finite_numbers_are_no_numbers(text):
+    """Decimal("sNaN") raises when compared: a reference like it must never reach a comparison."""
+    from loopkit.checkers import NumericChecker, parse_number
+
+    assert parse_number(text) is None
+    assert NumericChecker().score(text, "#### 5") == {"strict": False, "flexible": False}
+    assert not NumericChecker().matches_itself(text)
+
+
+@pytest.mark.parametrize("checker, reference, ok", [
+    ("numeric", "1,234", True), ("numeric", "1/2", False), ("boolean", "Yes", True), ("boolean", "maybe", False),
+    ("choice", "b", True), ("choice", "F", False), ("exact", "Paris", True), ("exact", "two\nlines", False),
+])
+def test_a_reference_must_match_itself(checker, reference, ok):
+    from loopkit.checkers import CHECKERS
+
+    assert CHECKERS[checker]().matches_itself(reference) is ok
