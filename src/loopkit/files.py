@@ -35,11 +35,15 @@ _REASONS = {
 }
 
 
+NUL = "a path cannot contain a NUL character (\\0); fix the name"
+
+
 def shown(path: str | os.PathLike) -> str:
-    """``path`` as printable text: bytes that are not UTF-8 (b'\\xff') appear as ``\\xff``."""
+    """``path`` as printable text: bytes that are not UTF-8 (b'\\xff') and control characters appear escaped (``\\xff``)."""
     if not isinstance(path, (str, bytes, os.PathLike)):
         return str(path)  # an OSError's "filename" can be a file descriptor
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def printable(text: str) -> str:
@@ -77,6 +81,8 @@ def read_text(path: str | os.PathLike, limit: int, error: type[LoopkitError] = L
     ``what`` names the file a user should give instead ("a {what}"), ``noun`` what to save as UTF-8.
     """
     name = shown(path)
+    if "\0" in os.fsdecode(path):
+        raise error(f"{name}: {NUL}")
     try:
         # O_NONBLOCK: opening a FIFO without a writer must not hang (it has no effect on regular files).
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
@@ -119,6 +125,8 @@ def check_regular_file(path: str | os.PathLike, limit: int, error: type[LoopkitE
                        what: str = "file") -> None:
     """Raise unless ``path`` is a regular file of at most ``limit`` bytes (for files a library reads)."""
     name = shown(path)
+    if "\0" in os.fsdecode(path):
+        raise error(f"{name}: {NUL}")
     try:
         info = os.stat(path)
     except OSError as exc:
@@ -142,6 +150,8 @@ def utf8_problem(path: str | os.PathLike) -> str | None:
 def dir_target_problem(path: str | os.PathLike) -> str | None:
     """Why ``path`` can neither be used nor made as a directory (its nearest existing ancestor must be
     a directory), or None. Checked before any work, so a bad output path fails first and leaves nothing."""
+    if "\0" in os.fsdecode(path):
+        return NUL
     probe = Path(path)
     while True:
         try:
