@@ -35,28 +35,30 @@ _REASONS = {
 }
 
 
-NUL = "a path cannot contain a NUL character (\\0); fix the name"
-
-
 def shown(path: str | os.PathLike) -> str:
     """``path`` as printable text: bytes that are not UTF-8 (b'\\xff') and control characters appear escaped (``\\xff``)."""
     if not isinstance(path, (str, bytes, os.PathLike)):
         return str(path)  # an OSError's "filename" can be a file descriptor
-    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    path = os.fspath(path)
+    text = path.decode("utf-8", "backslashreplace") if isinstance(path, bytes) else printable(path)
     return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def printable(text: str) -> str:
-    """``text`` with undecodable bytes of file names (lone surrogates) written as ``\\xff``."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") if _has_surrogates(text) else text
-
-
-def _has_surrogates(text: str) -> bool:
+    """``text`` with the undecodable bytes of file names (lone surrogates in Python) written as ``\\xff``."""
     try:
-        text.encode("utf-8")
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte (e.g. "\\ud800" written in YAML)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def name_problem(path: str | os.PathLike) -> str | None:
+    """Why no file can have the name ``path`` (a NUL character, a lone surrogate), or None."""
+    try:
+        name = os.fsencode(path)
     except UnicodeEncodeError:
-        return True
-    return False
+        return "a file name cannot hold this character (a lone surrogate); fix the name"
+    return "a path cannot contain a NUL character (\\0); fix the name" if b"\0" in name else None
 
 
 def reason(exc: OSError) -> str:
@@ -81,8 +83,8 @@ def read_text(path: str | os.PathLike, limit: int, error: type[LoopkitError] = L
     ``what`` names the file a user should give instead ("a {what}"), ``noun`` what to save as UTF-8.
     """
     name = shown(path)
-    if "\0" in os.fsdecode(path):
-        raise error(f"{name}: {NUL}")
+    if name_problem(path):
+        raise error(f"{name}: {name_problem(path)}")
     try:
         # O_NONBLOCK: opening a FIFO without a writer must not hang (it has no effect on regular files).
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
@@ -125,8 +127,8 @@ def check_regular_file(path: str | os.PathLike, limit: int, error: type[LoopkitE
                        what: str = "file") -> None:
     """Raise unless ``path`` is a regular file of at most ``limit`` bytes (for files a library reads)."""
     name = shown(path)
-    if "\0" in os.fsdecode(path):
-        raise error(f"{name}: {NUL}")
+    if name_problem(path):
+        raise error(f"{name}: {name_problem(path)}")
     try:
         info = os.stat(path)
     except OSError as exc:
@@ -142,7 +144,7 @@ def utf8_problem(path: str | os.PathLike) -> str | None:
     """Why ``path`` cannot name files that need text names (e.g. a SQLite database), or None."""
     try:
         os.fsencode(path).decode("utf-8")
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, UnicodeEncodeError):
         return "the name is not valid UTF-8; choose a UTF-8 name"
     return None
 
@@ -150,8 +152,8 @@ def utf8_problem(path: str | os.PathLike) -> str | None:
 def dir_target_problem(path: str | os.PathLike) -> str | None:
     """Why ``path`` can neither be used nor made as a directory (its nearest existing ancestor must be
     a directory), or None. Checked before any work, so a bad output path fails first and leaves nothing."""
-    if "\0" in os.fsdecode(path):
-        return NUL
+    if name_problem(path):
+        return name_problem(path)
     probe = Path(path)
     while True:
         try:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from loopkit.component import Component
 from loopkit.secrets import refuse_literal_secrets, remember_recipe_secrets
 from loopkit.errors import LoopkitError, RecipeError
-from loopkit.files import NUL, MiB, read_text, shown
+from loopkit.files import MiB, name_problem, read_text, shown
 from loopkit.registry import Registry
 
 # recipe section -> component kind
@@ -147,8 +147,8 @@ def _read_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
 
 
 def _resolve(path: Path) -> Path:
-    if "\0" in str(path):
-        raise RecipeError(f"{shown(path)}: {NUL}")
+    if name_problem(path):
+        raise RecipeError(f"{shown(path)}: {name_problem(path)}")
     try:
         return path.resolve()
     except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError for a symlink loop
