@@ -78,6 +78,15 @@ def test_a_symlink_loop_is_one_error(tmp_path):
         load_recipe(base)
 
 
+def test_includes_nest_at_most_50_deep(tmp_path):
+    """Each include is a Python call: a chain of hundreds would exhaust the stack (RecursionError)."""
+    for i in range(300):
+        (tmp_path / f"r{i}.yaml").write_text(f"include: r{i + 1}.yaml\n", encoding="utf-8")
+    (tmp_path / "r300.yaml").write_text("name: x\n", encoding="utf-8")
+    with pytest.raises(RecipeError, match="r0.yaml: more than 50 nested includes"):
+        load_recipe(tmp_path / "r0.yaml")
+
+
 def test_yaml_merge_keys_work_and_explicit_keys_win():
     """`<<: *defaults` is plain YAML: the duplicate-key check must not break it."""
     from loopkit.recipe import parse_yaml

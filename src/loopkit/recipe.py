@@ -131,6 +131,8 @@ def _read_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
     real = _resolve(path)  # includes are found from the real file's directory; cycles by real path
     if real in chain:
         raise RecipeError(f"{shown(chain[0])}: include cycle: {' -> '.join(shown(p) for p in chain + (real,))}")
+    if len(chain) > MAX_DEPTH:
+        raise RecipeError(f"{shown(chain[0])}: more than {MAX_DEPTH} nested includes; include fewer levels")
     text = read_text(path, MAX_RECIPE_BYTES, RecipeError, "recipe .yaml file", "the recipe", "recipe file not found")
     data = parse_yaml(text, shown(path))
     if data is None:
@@ -260,6 +262,8 @@ def apply_overrides(data: dict, overrides: list[str], source: str) -> dict:
         if not all(parts):
             raise RecipeError(f"--set {_quoted(item)}: the key path {key.strip()!r} has an empty name; "
                               "write names joined by single dots, e.g. --set loop.rounds=2")
+        if len(parts) > MAX_DEPTH:
+            raise RecipeError(f"--set {_quoted(item)}: the key path is nested more than {MAX_DEPTH} levels deep")
         value = _override_value(raw, item)
         node = data
         for part in parts[:-1]:
