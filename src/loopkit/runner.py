@@ -179,12 +179,13 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
 def dry_run(resolved: ResolvedRecipe, console: Console) -> None:
     """Print the plan and its expected spend; loads the task's data but no model."""
     from loopkit.budget import first_exceeded, round_cost
-    from loopkit.loop import bind_teacher, load_task_data
+    from loopkit.loop import bind_teacher, check_fit, load_task_data
 
     recipe = resolved.recipe
     task = resolved.build("task")
     data = load_task_data(task, resolved)
     teacher = resolved.build("teacher")
+    check_fit(resolved, data, task, resolved.build("student"), resolved.build("trainer"), teacher)  # no plan for what cannot run
     bind_teacher(teacher, task, resolved)
     needs = resolved.classes["selector"].needs
     static = recipe.loop.mode == "static"
