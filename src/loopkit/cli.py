@@ -15,6 +15,7 @@ from typing import Any, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from loopkit import __version__
@@ -41,7 +42,7 @@ class LoopkitGroup(TyperGroup):
         except LoopkitError as exc:
             if _debug_enabled(ctx):
                 raise
-            err_console.print(f"[bold red]Error:[/] {redact(str(exc))}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]Error:[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             err_console.print("Interrupted.")
@@ -58,7 +59,7 @@ class LoopkitGroup(TyperGroup):
             if _is_framework_signal(exc) or _debug_enabled(ctx):
                 raise
             err_console.print(
-                f"[bold red]Error:[/] unexpected {type(exc).__name__}: {exc} "
+                f"[bold red]Error:[/] unexpected {type(exc).__name__}: {escape(redact(str(exc)))} "
                 "(this is a bug in loopkit or a plugin; rerun with --debug for the traceback)",
                 highlight=False, soft_wrap=True,
             )

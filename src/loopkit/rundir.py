@@ -17,7 +17,6 @@ from typing import Any, Iterable
 from pydantic import BaseModel
 
 from loopkit.errors import LoopkitError
-from loopkit.secrets import redact
 
 COMPLETE = "COMPLETE"
 
@@ -60,7 +59,7 @@ class RunDir:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(redact(text))
+                f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)
