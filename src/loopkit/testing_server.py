@@ -29,6 +29,7 @@ ANSWER = "6 * 7 = 42\n#### 42"
 
 FAULTS = {
     # transport: the model's answer never arrives (a client retries these)
+    "401": "401 with a JSON error (a wrong key: not retried)",
     "429": "429 Too Many Requests with Retry-After: 0.1",
     "500": "500 with a JSON error",
     "slow": "the reply after `slow` seconds",
@@ -140,6 +141,8 @@ class ChatServer:
             asks_question = content.startswith("Here is an example question")
             unparseable = not asks_question and self.unparseable > 0
             self.unparseable -= unparseable
+        if fault == "401":
+            return 401, {}, b'{"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}'
         if fault == "429":
             return 429, {"Retry-After": "0.1"}, b'{"error": {"message": "slow down"}}'
         if fault == "500":
@@ -147,7 +150,7 @@ class ChatServer:
         if fault == "malformed":
             return 200, {}, b'{"id": "x", "choices": [{'
         if fault in ("html", "html-502"):
-            page = b"<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
+            page = b"<html>\n<head><title>502 Bad Gateway</title></head>\n<body><h1>Bad Gateway</h1></body>\n</html>\n"
             return 200 if fault == "html" else 502, {"Content-Type": "text/html"}, page
         if fault == "plain":
             return 200, {"Content-Type": "text/plain"}, b"OK"

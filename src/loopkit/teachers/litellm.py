@@ -34,7 +34,7 @@ from pydantic import Field, field_validator
 from loopkit.errors import LoopkitError, UnavailableError
 from loopkit.secrets import redact, remember
 from loopkit.tasks.base import Task
-from loopkit.teachers.llm import BatchError, Completion, Done, LLMTeacher, LLMTeacherParams, Messages
+from loopkit.teachers.llm import BatchError, Completion, Done, LLMTeacher, LLMTeacherParams, Messages, count
 
 
 class TeacherCallError(BatchError):
@@ -167,7 +167,7 @@ class LiteLLMTeacher(LLMTeacher):
                 await asyncio.sleep(self._delay(retries, _retry_after(exc)))
         text, problem = _read(reply)
         usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
-        prompt_tokens, completion_tokens = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+        prompt_tokens, completion_tokens = count(usage.get("prompt_tokens")), count(usage.get("completion_tokens"))
         return Completion(
             text=text,
             prompt_tokens=prompt_tokens,
@@ -252,11 +252,6 @@ def _read(reply: dict) -> tuple[str, str | None]:
     if not isinstance(content, str):
         return "", f"the reply's content is a {type(content).__name__}, not text"
     return content, None
-
-
-def _count(tokens: Any) -> int:
-    """A usage count as the server sent it, 0 where it is not a count."""
-    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0 else 0
 
 
 def _retry_after(exc: Exception) -> float | None:

@@ -384,7 +384,8 @@ class LLMTeacher(Teacher):
         """A reply as this run uses it and the journal keeps it (so a resume replays the same text).
 
         Text from outside is masked (a backend may echo the key) and made storable; a reply longer
-        than the token limit can hold is refused (kept cut to that length, for a look).
+        than the token limit can hold is refused (kept cut to that length, for a look); counts and
+        cost are ones SQLite can hold (a NaN cost would fail the insert).
         """
         text, problem = storable(redact(c.text)), c.problem
         limit = params.get(self.max_tokens_field)
@@ -393,7 +394,9 @@ class LLMTeacher(Teacher):
             problem = (f"the reply has {len(text):,} characters, more than {self.max_tokens_field}={limit} tokens "
                        f"can hold; the server ignores {self.max_tokens_field}")
             text = text[:most]
-        return replace(c, text=text, problem=None if problem is None else storable(redact(problem)))
+        return replace(c, text=text, problem=None if problem is None else storable(redact(problem)),
+                       prompt_tokens=count(c.prompt_tokens), completion_tokens=count(c.completion_tokens),
+                       cost=c.cost if isinstance(c.cost, (int, float)) and 0 <= c.cost < math.inf else 0.0)
 
     def _record(self, key: str, conversation: Messages, params: dict[str, Any], c: Completion | None, shared: float,
                 error: str | None = None) -> None:
@@ -405,6 +408,11 @@ class LLMTeacher(Teacher):
             self.journal.record(key, backend=self.backend, model=self.model_id, request=request, response=c.text,
                                 prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, cost=c.cost,
                                 latency=shared if c.latency is None else c.latency, retries=c.retries, problem=c.problem)
+
+
+def count(tokens: Any) -> int:
+    """A token count as a server reports it, 0 where it is none (or more than SQLite can hold)."""
+    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and 0 <= tokens < 2**63 else 0
 
 
 def _unusable(call: str, reply: Reply) -> str | None:
