@@ -34,7 +34,7 @@ from pydantic import Field, field_validator
 from loopkit.errors import LoopkitError, UnavailableError
 from loopkit.secrets import redact, remember
 from loopkit.tasks.base import Task
-from loopkit.teachers.llm import BatchError, Completion, Done, LLMTeacher, LLMTeacherParams, Messages, count
+from loopkit.teachers.llm import BatchError, Completion, Done, LLMTeacher, LLMTeacherParams, Messages, token_count
 
 
 class TeacherCallError(BatchError):
@@ -167,7 +167,8 @@ class LiteLLMTeacher(LLMTeacher):
                 await asyncio.sleep(self._delay(retries, _retry_after(exc)))
         text, problem = _read(reply)
         usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
-        prompt_tokens, completion_tokens = count(usage.get("prompt_tokens")), count(usage.get("completion_tokens"))
+        prompt_tokens = token_count(usage.get("prompt_tokens"))
+        completion_tokens = token_count(usage.get("completion_tokens"))
         return Completion(
             text=text,
             prompt_tokens=prompt_tokens,

@@ -337,13 +337,13 @@ class LLMTeacher(Teacher):
             self.journal = Journal(":memory:")  # not opened on a run directory: remember calls in memory
         conversations = [[{"role": "user", "content": p}] for p in prompts]
         keys = [call_key(self.backend, self.model_id, c, params) for c in conversations]
-        texts: dict[str, Reply] = {}
+        replies: dict[str, Reply] = {}
         if self.use_cache:
             for key in keys:
                 entry = self.journal.lookup(key)
                 if entry is not None:
-                    texts[key] = Reply(entry.response or "", entry.problem)
-        missing = list(dict.fromkeys(k for k in keys if k not in texts))
+                    replies[key] = Reply(entry.response or "", entry.problem)
+        missing = list(dict.fromkeys(k for k in keys if k not in replies))
         sent = [(k, conversations[keys.index(k)]) for k in missing]
         if sent:
             recorded: set[int] = set()
@@ -355,7 +355,7 @@ class LLMTeacher(Teacher):
                     c = None if c is None else self._received(c, params)
                     self._record(key, conversation, params, c, shared, error)
                     if c is not None:
-                        texts[key] = Reply(c.text, c.problem)
+                        replies[key] = Reply(c.text, c.problem)
 
             clock = time.monotonic()
             try:
@@ -378,7 +378,7 @@ class LLMTeacher(Teacher):
         for key in keys:
             calls.append(0 if key in charged else 1)
             charged.add(key)
-        return [texts[k] for k in keys], calls
+        return [replies[k] for k in keys], calls
 
     def _received(self, c: Completion, params: dict[str, Any]) -> Completion:
         """A reply as this run uses it and the journal keeps it (so a resume replays the same text).
@@ -395,7 +395,7 @@ class LLMTeacher(Teacher):
                        f"can hold; the server ignores {self.max_tokens_field}")
             text = text[:most]
         return replace(c, text=text, problem=None if problem is None else storable(redact(problem)),
-                       prompt_tokens=count(c.prompt_tokens), completion_tokens=count(c.completion_tokens),
+                       prompt_tokens=token_count(c.prompt_tokens), completion_tokens=token_count(c.completion_tokens),
                        cost=c.cost if isinstance(c.cost, (int, float)) and 0 <= c.cost < math.inf else 0.0)
 
     def _record(self, key: str, conversation: Messages, params: dict[str, Any], c: Completion | None, shared: float,
@@ -410,7 +410,7 @@ class LLMTeacher(Teacher):
                                 latency=shared if c.latency is None else c.latency, retries=c.retries, problem=c.problem)
 
 
-def count(tokens: Any) -> int:
+def token_count(tokens: Any) -> int:
     """A token count as a server reports it, 0 where it is none (or more than SQLite can hold)."""
     return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and 0 <= tokens < 2**63 else 0
 
