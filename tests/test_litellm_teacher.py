@@ -9,6 +9,7 @@ off-spec (no choices, null content, a lone surrogate, 12 MB). litellm is in the 
 """
 
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -261,6 +262,19 @@ def test_off_spec_replies_are_paid_calls_dropped_with_their_reason_and_never_sen
     assert [g.dropped for g in again] == [g.dropped for g in generations] and server.requests == 4
 
 
+def test_an_unusable_reply_grades_nan_and_an_unusable_own_answer_costs_no_referee_call(server, api_key, tmp_path):
+    teacher = make_teacher(server, tmp_path, concurrency=1)  # one at a time: the faults meet the calls in order
+    server.faults = ["null-content"]
+    judged = teacher.judge(SEEDS[:2], ["#### 3", "#### 7"], seed=1)
+    assert math.isnan(judged.scores[0]) and 1 <= judged.scores[1] <= 10 and judged.calls == 2
+
+    unanswered = [Sample.create(s.question) for s in SEEDS[:2]]  # the referee writes its own answers
+    server.faults, before = ["no-choices"], server.requests
+    refereed = teacher.referee(unanswered, ["#### 3", "#### 7"], seed=1)
+    assert math.isnan(refereed.scores[0]) and not math.isnan(refereed.scores[1])
+    assert refereed.calls == server.requests - before == 2 + 2  # own answers, then both orders for the second seed only
+
+
 def test_timeout_is_a_deadline_for_the_whole_attempt_so_a_dripping_server_cannot_hold_a_call(server, api_key, tmp_path):
     server.faults, server.drip = ["drip"], 0.5  # every read gets a byte in time; the whole reply would take minutes
     teacher = make_teacher(server, tmp_path, timeout=1.5)
@@ -297,7 +311,7 @@ def test_a_call_refused_for_good_is_not_retried_nor_taken_for_an_answer(server, 
 
 
 def cli_run(server, recipe, out, *overrides):
-    params = "{model: openai/test-model, api_key_env: " + KEY_ENV + f", backoff: 0.01, timeout: 10, api_base: '{server.url}'}}"
+    params = "{model: openai/test-model, api_key_env: " + KEY_ENV + f", backoff: 0.01, timeout: 30, api_base: '{server.url}'}}"
     return CliRunner().invoke(build_app(), ["run", str(recipe), "-o", str(out), "--set", "loop.rounds=1",
                                             "--set", "teacher.name=litellm", "--set", f"teacher.params={params}", *overrides])
 
