@@ -2,7 +2,7 @@
 
 import sqlite3
 
-from loopkit.journal import Journal, call_key
+from loopkit.journal import Journal, call_key, storable
 
 MESSAGES = [{"role": "user", "content": "2 + 2?"}]
 
@@ -56,6 +56,26 @@ def test_a_journal_from_before_retries_were_recorded_gains_the_column(tmp_path):
                    "latency REAL NOT NULL DEFAULT 0, error TEXT, created REAL NOT NULL)")
         db.execute("INSERT INTO calls (key, backend, model, request, response, created) VALUES ('old', 'hf', 'm', '{}', 'x', 0)")
     journal = Journal(path)
-    assert journal.lookup("old").retries == 0
-    journal.record("new", backend="litellm", model="m", request={}, response="y", retries=3)
-    assert journal.lookup("new").retries == 3
+    assert journal.lookup("old").retries == 0 and journal.lookup("old").problem is None
+    journal.record("new", backend="litellm", model="m", request={}, response="y", retries=3, problem="odd")
+    assert journal.lookup("new").retries == 3 and journal.lookup("new").problem == "odd"
+
+
+def test_an_answered_call_with_an_unusable_reply_answers_a_lookup_and_counts_as_paid(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    key = call_key("litellm", "m", MESSAGES, {})
+    journal.record(key, backend="litellm", model="m", request={}, response="", prompt_tokens=3, completion_tokens=4,
+                   problem="the reply has no choices")
+    entry = journal.lookup(key)
+    assert (entry.response, entry.problem, entry.error) == ("", "the reply has no choices", None)
+    assert journal.totals() == {"calls": 1, "failed_calls": 0, "tokens": 7, "usd": 0.0}
+
+
+def test_any_text_can_be_recorded_a_lone_surrogate_becomes_the_replacement_character(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    odd = "ok\ud800 \udfff\x00 \U0001F600"
+    key = call_key("litellm", "m", [{"role": "user", "content": odd}], {})  # a prompt may hold one too
+    journal.record(key, backend="litellm", model="m", request={"messages": odd}, response=odd, error=None)
+    journal.record(key + "x", backend="litellm", model="m", request={}, error=odd)
+    assert journal.lookup(key).response == storable(odd) == "ok\ufffd \ufffd\x00 \U0001F600"
+    assert journal.count() == 2

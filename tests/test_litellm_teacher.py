@@ -2,18 +2,21 @@
 
 The server (``loopkit.testing_server.ChatServer``, a stdlib ``ThreadingHTTPServer``) scripts its
 answers: call 1 gets a new question, call 2 a worked answer ending in ``#### 42``. Faults are queued
-one per request: a 429 with Retry-After, a 500, an answer slower than the teacher's timeout,
-malformed JSON. litellm is in the ``test`` extra (``pip install -e '.[test]'``, or
+one per request (``testing_server.FAULTS``): a 429 with Retry-After, a 500, an answer slower than the
+teacher's timeout or dripping a byte at a time, bodies that are not JSON, and answers that are
+off-spec (no choices, null content, a lone surrogate, 12 MB). litellm is in the ``test`` extra (``pip install -e '.[test]'``, or
 ``pip install 'loopkit[litellm]'``); without it these tests are skipped.
 """
 
 import json
+import math
 import os
 import socket
 import sqlite3
 import time
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -233,3 +236,142 @@ def test_a_literal_key_in_a_recipe_is_refused(write_recipe):
     line = result.output.strip()
     assert "\n" not in line and "teacher.params.api_key: a recipe must not hold a secret" in line and "api_key_env" in line
     assert "sk-live-123456" not in line
+
+
+# -- servers that misbehave ----------------------------------------------------------------------
+
+OFF_SPEC = {  # fault -> the problem its (answered, paid) reply is journaled and dropped with
+    "no-choices": "the reply has no choices",
+    "parts": "the reply's content is a list of parts, not text",
+    "null-content": "the reply has no text (content: null, finish_reason: stop)",
+    "no-message": "the reply's choice has no message",
+}
+ASK = [[{"role": "user", "content": "Answer: 6 x 7"}]]
+
+
+def test_off_spec_replies_are_paid_calls_dropped_with_their_reason_and_never_sent_again(server, api_key, tmp_path):
+    server.faults = list(OFF_SPEC)  # the four question calls
+    generations = make_teacher(server, tmp_path).generate(SEEDS, round=1, seed=7)
+    assert sorted(g.dropped for g in generations) == sorted(f"unusable reply to the question call: {p}" for p in OFF_SPEC.values())
+    assert server.requests == 4 and [g.calls for g in generations] == [1] * 4  # no retry, no answer call
+    with sqlite3.connect(tmp_path / FILENAME) as db:
+        rows = db.execute("SELECT error, problem, prompt_tokens FROM calls").fetchall()
+    assert sorted(p for _, p, _ in rows) == sorted(OFF_SPEC.values()) and all(e is None and n > 0 for e, _, n in rows)
+
+    again = make_teacher(server, tmp_path).generate(SEEDS, round=1, seed=7)  # a resume: the journal answers
+    assert [g.dropped for g in again] == [g.dropped for g in generations] and server.requests == 4
+
+
+def test_an_unusable_reply_grades_nan_and_an_unusable_own_answer_costs_no_referee_call(server, api_key, tmp_path):
+    teacher = make_teacher(server, tmp_path, concurrency=1)  # one at a time: the faults meet the calls in order
+    server.faults = ["null-content"]
+    judged = teacher.judge(SEEDS[:2], ["#### 3", "#### 7"], seed=1)
+    assert math.isnan(judged.scores[0]) and 1 <= judged.scores[1] <= 10 and judged.calls == 2
+
+    unanswered = [Sample.create(s.question) for s in SEEDS[:2]]  # the referee writes its own answers
+    server.faults, before = ["no-choices"], server.requests
+    refereed = teacher.referee(unanswered, ["#### 3", "#### 7"], seed=1)
+    assert math.isnan(refereed.scores[0]) and not math.isnan(refereed.scores[1])
+    assert refereed.calls == server.requests - before == 2 + 2  # own answers, then both orders for the second seed only
+
+
+def test_timeout_is_a_deadline_for_the_whole_attempt_so_a_dripping_server_cannot_hold_a_call(server, api_key, tmp_path):
+    server.faults, server.drip = ["drip"], 0.5  # every read gets a byte in time; the whole reply would take minutes
+    teacher = make_teacher(server, tmp_path, timeout=1.5)
+    started = time.monotonic()
+    (completion,) = teacher.complete(ASK, teacher.sampling(1))
+    assert 1.5 <= time.monotonic() - started < 10
+    assert completion.text == ANSWER and completion.retries == 1 and server.answered.total() == 1
+
+    server.faults = ["drip"] * 2
+    with pytest.raises(TeacherCallError, match=r"failed after 1 retries: no complete reply within timeout=1.5 s$"):
+        make_teacher(server, tmp_path, timeout=1.5, max_retries=1).complete(ASK, teacher.sampling(2))
+
+
+def test_a_body_that_is_not_json_is_retried_and_when_it_persists_fails_in_one_short_line(server, api_key, tmp_path):
+    server.faults = ["html", "plain", "html-502", "malformed", "text-type"]  # the right JSON as text/plain is read
+    (completion,) = make_teacher(server, tmp_path, max_retries=4).complete(ASK, {"max_tokens": 64})
+    assert (completion.text, completion.retries, completion.problem) == (ANSWER, 4, None)
+
+    server.faults = ["html"] * 3
+    with pytest.raises(TeacherCallError) as failed:
+        make_teacher(server, tmp_path, max_retries=2).complete(ASK, {"max_tokens": 64})
+    message = str(failed.value)
+    assert "\n" not in message and len(message) < 600, message
+    assert "failed after 2 retries" in message and "502 Bad Gateway" in message
+
+
+def test_a_call_refused_for_good_is_not_retried_nor_taken_for_an_answer(server, api_key, tmp_path):
+    server.faults = ["401"]  # a wrong key: nothing was answered, nothing paid
+    with pytest.raises(TeacherCallError, match="failed: AuthenticationError: .*Incorrect API key provided$"):
+        make_teacher(server, tmp_path).generate(SEEDS[:1], round=1, seed=7)
+    assert server.requests == 1 and journal_rows(tmp_path)[0][5] is not None
+    (generation,) = make_teacher(server, tmp_path).generate(SEEDS[:1], round=1, seed=7)  # the key fixed: sent again
+    assert generation.sample.final == "42" and server.requests == 3
+
+
+def cli_run(server, recipe, out, *overrides):
+    params = "{model: openai/test-model, api_key_env: " + KEY_ENV + f", backoff: 0.01, timeout: 30, api_base: '{server.url}'}}"
+    return CliRunner().invoke(build_app(), ["run", str(recipe), "-o", str(out), "--set", "loop.rounds=1",
+                                            "--set", "teacher.name=litellm", "--set", f"teacher.params={params}", *overrides])
+
+
+def resume_last_round(run):
+    """``run --resume`` as after an interruption before round 1 was marked complete."""
+    (run / "round-001" / "COMPLETE").unlink()
+    return CliRunner().invoke(build_app(), ["run", "--resume", str(run)])
+
+
+def round_files(run):
+    return {name: (run / "round-001" / name).read_text(encoding="utf-8") for name in ("synthetic.jsonl", "dropped.jsonl", "eval.jsonl")}
+
+
+def test_a_run_against_a_misbehaving_server_keeps_every_answered_call_and_a_resume_replays_it_exactly(
+        server, api_key, write_recipe, tmp_path):
+    # The six question calls come first, then the answer calls of the four questions that survive.
+    server.faults = ["no-choices", "parts", "surrogate", "ok", "ok", "ok", "null-content", "huge", "no-message", "html"]
+    out = tmp_path / "runs"
+    result = cli_run(server, write_recipe(), out)
+    assert result.exit_code == 0, result.output
+    (run,) = out.iterdir()
+    files = round_files(run)
+    reasons = sorted(json.loads(line)["reason"] for line in files["dropped.jsonl"].splitlines())
+    assert reasons == sorted([
+        *(f"unusable reply to the question call: {OFF_SPEC[f]}" for f in ("no-choices", "parts")),
+        *(f"unusable reply to the answer call: {OFF_SPEC[f]}" for f in ("null-content", "no-message")),
+        "unusable reply to the answer call: the reply has 11,999,982 characters, more than max_tokens=512 tokens "
+        "can hold; the server ignores max_tokens",
+    ])
+    assert len(files["synthetic.jsonl"].splitlines()) == 1
+    assert "\ufffd" in files["synthetic.jsonl"] + files["dropped.jsonl"]  # the lone surrogate, replaced
+    journal = Journal(run / FILENAME)
+    assert (journal.count(), journal.count(errors=True)) == (10, 0)  # every answered call, whatever it held
+    assert server.requests == 11  # the HTML page was retried; everything else was answered once
+
+    resumed = resume_last_round(run)
+    assert resumed.exit_code == 0, resumed.output
+    assert server.requests == 11 and server.duplicates == 0  # replayed from the journal: nothing paid twice
+    assert round_files(run) == files  # the same text, the same drops: as if never interrupted
+
+
+@pytest.mark.parametrize("key", ["test"])
+def test_a_short_common_key_masks_nothing_and_the_run_resumes_and_reports(server, write_recipe, tmp_path, monkeypatch, key):
+    """Local servers are often given EMPTY or test: no byte of loopkit's own files may change for it."""
+    monkeypatch.setenv(KEY_ENV, key)
+    server.echo_key = True
+    out = tmp_path / "runs"
+    result = cli_run(server, write_recipe(), out)
+    assert result.exit_code == 0, result.output
+    (run,) = out.iterdir()
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text(encoding="utf-8"))
+    assert recipe["name"] == "tiny-test" and recipe["task"]["params"]["test_size"] == 12
+    assert f"you sent Bearer {key}" in (run / "round-001" / "synthetic.jsonl").read_text()  # too short to mask
+    for path in (p for p in run.rglob("*") if p.is_file()):
+        assert b"***" not in path.read_bytes(), path
+
+    report = CliRunner().invoke(build_app(), ["report", str(run)])
+    assert report.exit_code == 0, report.output
+    before, files = server.requests, round_files(run)
+    resumed = resume_last_round(run)
+    assert resumed.exit_code == 0, resumed.output
+    assert server.requests == before and round_files(run) == files

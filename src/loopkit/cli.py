@@ -15,6 +15,7 @@ from typing import Any, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from loopkit import __version__
@@ -62,17 +63,12 @@ class LoopkitGroup(TyperGroup):
             if line is not None:  # the file system said no (a file in the path, a long name, no permission...)
                 _print_error(line)
                 ctx.exit(1)
-            err_console.print(
-                f"[bold red]Error:[/] unexpected {type(exc).__name__}: {exc} "
-                "(this is a bug in loopkit or a plugin; rerun with --debug for the traceback)",
-                highlight=False, soft_wrap=True,
-            )
+            _print_error(f"unexpected {type(exc).__name__}: {redact(str(exc))} "
+                         "(this is a bug in loopkit or a plugin; rerun with --debug for the traceback)")
             ctx.exit(1)
 
 
 def _print_error(message: str) -> None:
-    from rich.markup import escape
-
     err_console.print(f"[bold red]Error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
 
 

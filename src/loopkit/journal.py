@@ -3,20 +3,21 @@
 A call is keyed by the sha256 of its backend, model, rendered messages and sampling params, so a
 re-run or resume answers a call it has already paid for from here instead of calling again. Each
 call is committed on its own (WAL mode), so a crash or Ctrl-C never loses a completed call.
-Failed calls are kept too (with their error); only a successful call answers a lookup.
+Failed calls are kept too (with their error); only an answered call answers a lookup. An answered
+call whose reply cannot be used (a server that sent no choices, or ignored max_tokens) was paid for
+all the same: it is kept as answered, with its ``problem``, and a resume replays that problem.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from loopkit.secrets import redact
 
 FILENAME = "teacher-journal.sqlite"
 
@@ -34,24 +35,37 @@ CREATE TABLE IF NOT EXISTS calls (
     latency REAL NOT NULL DEFAULT 0,
     retries INTEGER NOT NULL DEFAULT 0,
     error TEXT,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    problem TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_key ON calls (key);
 """
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` with each lone surrogate (``"\\ud800"`` in a JSON reply) replaced by U+FFFD.
+
+    No UTF-8 (SQLite, a JSON file) can hold a lone surrogate; a valid pair is one character once
+    JSON is decoded. Every other character is kept.
+    """
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def _redacted(text: str | None) -> str | None:
-    return None if text is None else redact(text)
+def _stored(text: str | None) -> str | None:
+    return None if text is None else storable(text)
 
 
 def call_key(backend: str, model: str, messages: Any, params: dict[str, Any]) -> str:
     """The sha256 of what determines a call's answer: backend, model, rendered messages, sampling params."""
     text = "\x1f".join([backend, model, _canonical(messages), _canonical(params)])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -65,8 +79,9 @@ class Entry:
     cost: float
     latency: float  # seconds
     retries: int  # failed attempts before the answer
-    error: str | None
+    error: str | None  # why the call failed (not answered)
     created: float  # Unix time
+    problem: str | None = None  # why an answered call's reply cannot be used
 
 
 class Journal:
@@ -80,25 +95,31 @@ class Journal:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
         if "retries" not in columns:  # a journal written before retries were recorded
             self._db.execute("ALTER TABLE calls ADD COLUMN retries INTEGER NOT NULL DEFAULT 0")
+        if "problem" not in columns:  # a journal written before unusable replies were recorded
+            self._db.execute("ALTER TABLE calls ADD COLUMN problem TEXT")
 
     def lookup(self, key: str) -> Entry | None:
-        """The latest successful call with this key, or None."""
+        """The latest answered call with this key (its reply usable or not), or None."""
         row = self._db.execute(
-            "SELECT key, response, prompt_tokens, completion_tokens, cost, latency, retries, error, created FROM calls "
-            "WHERE key = ? AND error IS NULL ORDER BY id DESC LIMIT 1",
+            "SELECT key, response, prompt_tokens, completion_tokens, cost, latency, retries, error, created, problem "
+            "FROM calls WHERE key = ? AND error IS NULL ORDER BY id DESC LIMIT 1",
             (key,),
         ).fetchone()
         return Entry(*row) if row else None
 
     def record(self, key: str, *, backend: str, model: str, request: Any, response: str | None = None,
                prompt_tokens: int = 0, completion_tokens: int = 0, cost: float = 0.0, latency: float = 0.0,
-               retries: int = 0, error: str | None = None) -> None:
-        """Record one call (committed before this returns). ``request`` is the messages and params sent."""
+               retries: int = 0, error: str | None = None, problem: str | None = None) -> None:
+        """Record one call (committed before this returns). ``request`` is the messages and params sent.
+
+        Text is stored as ``storable`` makes it: a caller that uses a reply's text makes it storable
+        first, so that a resume replays exactly the text it used.
+        """
         self._db.execute(
             "INSERT INTO calls (key, backend, model, request, response, prompt_tokens, completion_tokens, cost, "
-            "latency, retries, error, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, backend, model, redact(_canonical(request)), _redacted(response), prompt_tokens, completion_tokens,
-             cost, latency, retries, _redacted(error), time.time()),
+            "latency, retries, error, created, problem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, backend, model, storable(_canonical(request)), _stored(response), prompt_tokens, completion_tokens,
+             cost, latency, retries, _stored(error), time.time(), _stored(problem)),
         )
 
     def count(self, errors: bool | None = None) -> int:

@@ -323,6 +323,10 @@ def format_validation_error(source: str, prefix: str, exc: ValidationError) -> s
 
 def parse_recipe(data: dict, source: str, registry: Registry) -> ResolvedRecipe:
     """Validate the recipe structure, then every component's params with its own model."""
+    literal = refuse_literal_secrets(data)  # first: no later message may quote a secret
+    if literal:
+        raise RecipeError(f"{source}: {literal}")
+    remember_recipe_secrets(data)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
@@ -331,10 +335,6 @@ def parse_recipe(data: dict, source: str, registry: Registry) -> ResolvedRecipe:
     params: dict[str, BaseModel] = {}
     for role, kind in ROLES.items():
         spec: ComponentSpec = getattr(recipe, role)
-        literal = refuse_literal_secrets(spec.params, f"{role}.params")
-        if literal:
-            raise RecipeError(f"{source}: {literal}")
-        remember_recipe_secrets(spec.params)
         try:
             cls = registry.load(kind, spec.name)
         except LoopkitError as exc:

@@ -18,7 +18,6 @@ from pydantic import BaseModel
 
 from loopkit.errors import LoopkitError
 from loopkit.files import dir_target_problem, reason, shown, utf8_problem
-from loopkit.secrets import redact
 
 COMPLETE = "COMPLETE"
 
@@ -71,7 +70,7 @@ class RunDir:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(redact(text))
+                f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)

@@ -3,9 +3,12 @@
 A stdlib ``ThreadingHTTPServer`` answering ``POST .../chat/completions`` as the two-call protocol
 of ``teachers.llm`` expects: call 1 (a prompt starting "Here is an example question") gets a new
 question, call 2 a worked answer ending in ``#### 42``; judge and referee prompts get grades (1-10)
-that depend on the prompt. Faults are queued one per request: a 429
-with Retry-After, a 500, an answer slower than a client's timeout, malformed JSON. ``delay`` adds
-latency to every reply; ``peak`` is the most requests it answered at once.
+that depend on the prompt. ``delay`` adds latency to every reply; ``peak`` is the most requests it
+answered at once; ``answered`` counts the replies per distinct request (``duplicates``: paid twice).
+
+Faults are queued one per request (``FAULTS`` says what each does): transport faults (a 429 with
+Retry-After, a 500, a reply slower than a client's timeout, one that drips a byte at a time,
+malformed JSON, an HTML page) and answers that are off-spec (no choices, null content, ...).
 
     with ChatServer() as server:      # started on a free port
         server.delay = 0.2
@@ -24,6 +27,27 @@ from typing import Any
 
 ANSWER = "6 * 7 = 42\n#### 42"
 
+FAULTS = {
+    # transport: the model's answer never arrives (a client retries these)
+    "401": "401 with a JSON error (a wrong key: not retried)",
+    "429": "429 Too Many Requests with Retry-After: 0.1",
+    "500": "500 with a JSON error",
+    "slow": "the reply after `slow` seconds",
+    "drip": "the reply one byte every `drip` seconds (each read is quick; the whole reply is not)",
+    "malformed": "200 with truncated JSON",
+    "html": "200 with an HTML page (a proxy or a wrong api_base)",
+    "html-502": "502 with an HTML error page",
+    "plain": "200 with a body that is not JSON, as text/plain",
+    # answered (and counted in `answered`: paid for) but off-spec
+    "surrogate": "the text ends with a lone surrogate (the JSON escape \\ud800)",
+    "huge": "the text is `huge` characters long, whatever max_tokens says",
+    "no-choices": "choices: []",
+    "parts": "content as a list of parts [{type: text, text: ...}]",
+    "null-content": "content: null",
+    "no-message": "a choice without a message",
+    "text-type": "the right JSON, as Content-Type text/plain",
+}
+
 
 class _Server(ThreadingHTTPServer):
     # The stdlib's backlog of 5 drops the SYNs of a burst of concurrent connections, and the
@@ -36,10 +60,12 @@ class ChatServer:
     """Scripted chat completions; ``faults`` are used up one per request, in arrival order."""
 
     def __init__(self) -> None:
-        self.faults: list[str] = []  # "429", "500", "slow", "malformed", or "ok"
+        self.faults: list[str] = []  # names from FAULTS, or "ok"
         self.unparseable = 0  # this many answer calls get a reply without a final line
         self.echo_key = False  # answers quote the request's Authorization header (a leaky backend)
         self.slow = 1.0  # seconds a "slow" reply takes
+        self.drip = 0.5  # seconds between the bytes of a "drip" reply
+        self.huge = 12_000_000  # characters of a "huge" reply
         self.delay = 0.0  # seconds every reply takes
         self.requests = 0
         self.in_flight = self.peak = 0  # requests being answered now, and at most
@@ -64,6 +90,7 @@ class ChatServer:
                     chat.peak = max(chat.peak, chat.in_flight)
                 time.sleep(chat.delay)
                 status, headers, data = chat.reply(self.headers, body)
+                drip = headers.pop("X-Drip", None)
                 with chat.lock:
                     chat.in_flight -= 1
                 try:
@@ -72,7 +99,12 @@ class ChatServer:
                         self.send_header(name, value)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(data)
+                    if drip is None:
+                        self.wfile.write(data)
+                    for i in range(len(data) if drip else 0):
+                        self.wfile.write(data[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(chat.drip)
                 except OSError:  # the client gave up on a slow reply
                     pass
 
@@ -109,12 +141,19 @@ class ChatServer:
             asks_question = content.startswith("Here is an example question")
             unparseable = not asks_question and self.unparseable > 0
             self.unparseable -= unparseable
+        if fault == "401":
+            return 401, {}, b'{"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}'
         if fault == "429":
             return 429, {"Retry-After": "0.1"}, b'{"error": {"message": "slow down"}}'
         if fault == "500":
             return 500, {}, b'{"error": {"message": "boom"}}'
         if fault == "malformed":
             return 200, {}, b'{"id": "x", "choices": [{'
+        if fault in ("html", "html-502"):
+            page = b"<html>\n<head><title>502 Bad Gateway</title></head>\n<body><h1>Bad Gateway</h1></body>\n</html>\n"
+            return 200 if fault == "html" else 502, {"Content-Type": "text/html"}, page
+        if fault == "plain":
+            return 200, {"Content-Type": "text/plain"}, b"OK"
         if fault == "slow":
             time.sleep(self.slow)
         digest = hashlib.sha256(content.encode()).hexdigest()
@@ -128,12 +167,26 @@ class ChatServer:
             text = "I am not sure." if unparseable else ANSWER
             if self.echo_key:
                 text = f"(you sent {headers.get('Authorization', '')})\n{text}"
-        with self.lock:
-            self.answered[json.dumps(body, sort_keys=True)] += 1
+        if fault == "surrogate":
+            text += "\ud800"  # json.dumps writes it as the escape \ud800, which no UTF-8 can hold
+        elif fault == "huge":
+            text = (text + " ") * (self.huge // (len(text) + 1))
+        if fault != "drip":  # a drip reply never arrives in full
+            with self.lock:
+                self.answered[json.dumps(body, sort_keys=True)] += 1
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if fault == "parts":
+            message["content"] = [{"type": "text", "text": text}]
+        elif fault == "null-content":
+            message["content"] = None
+        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": "stop"}
+        if fault == "no-message":
+            del choice["message"]
         data = {
             "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [] if fault == "no-choices" else [choice],
             "usage": {"prompt_tokens": len(content.split()), "completion_tokens": len(text.split()),
                       "total_tokens": len(content.split()) + len(text.split())},
         }
-        return 200, {}, json.dumps(data).encode()
+        headers = {"Content-Type": "text/plain"} if fault == "text-type" else {"X-Drip": "1"} if fault == "drip" else {}
+        return 200, headers, json.dumps(data).encode()

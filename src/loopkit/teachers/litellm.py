@@ -1,9 +1,15 @@
 """A teacher behind any API litellm speaks: a hosted provider, or an OpenAI-compatible ``api_base``.
 
-Calls run concurrently (at most ``concurrency`` at a time), each with its own ``timeout``. A call
-that hits a 429, a 5xx, a malformed response or a timeout is retried up to ``max_retries`` times,
-after the server's ``Retry-After`` when it sends one, else after an exponential backoff with
-jitter; the retries a call needed are recorded in the journal. litellm's own retries are off.
+Calls run concurrently (at most ``concurrency`` at a time). Each attempt must end within
+``timeout`` seconds in all (litellm's own timeout bounds each read, so a server that drips bytes
+would hold a call forever). A call that hits a 429, a 5xx, a body that is not JSON, a dropped
+connection or the deadline is retried up to ``max_retries`` times, after the server's
+``Retry-After`` when it sends one, else after an exponential backoff with jitter; the retries a
+call needed are recorded in the journal. litellm's own retries are off.
+
+A reply that is JSON but no usable chat completion (no choices, no message, null content, content
+as a list of parts) was answered, and paid: it becomes ``Completion.problem``, which the journal
+keeps and the sample is dropped for (see ``teachers.llm``); it is not sent again.
 
 The API key is read from the environment variable named by ``api_key_env`` (a recipe never holds a
 key); a missing variable is an error before any call. Tokens come from the response's usage and
@@ -14,18 +20,21 @@ Needs ``pip install 'loopkit[litellm]'``; litellm is imported on the first call.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import random
 import re
 import time
+import warnings
 from typing import Any
 
 from pydantic import Field, field_validator
 
 from loopkit.errors import LoopkitError, UnavailableError
+from loopkit.secrets import redact, remember
 from loopkit.tasks.base import Task
-from loopkit.teachers.llm import BatchError, Completion, Done, LLMTeacher, LLMTeacherParams, Messages
+from loopkit.teachers.llm import BatchError, Completion, Done, LLMTeacher, LLMTeacherParams, Messages, token_count
 
 
 class TeacherCallError(BatchError):
@@ -44,7 +53,7 @@ class LiteLLMTeacher(LLMTeacher):
         api_key_env: str | None = Field(
             None, description="the environment variable that holds the API key; default: the provider's own")
         concurrency: int = Field(8, ge=1, description="calls in flight at once")
-        timeout: float = Field(60.0, gt=0, description="seconds per call attempt")
+        timeout: float = Field(60.0, gt=0, description="seconds a call attempt may take in all (not per read)")
         max_retries: int = Field(5, ge=0, description="retries of a call on 429, 5xx, malformed responses and timeouts")
         backoff: float = Field(1.0, gt=0, description="seconds before the first retry; doubles after each")
         max_backoff: float = Field(60.0, gt=0, description="the longest wait before a retry, Retry-After included")
@@ -88,6 +97,7 @@ class LiteLLMTeacher(LLMTeacher):
         if not key:
             raise UnavailableError(f"teacher.params.api_key_env: the environment variable {name} is not set; "
                                f"export {name}=<your key>")
+        remember(key)  # a backend that echoes it (in a reply, in an error) has it masked
         return key
 
     def complete(self, prompts: list[Messages], params: dict[str, Any], done: Done | None = None) -> list[Completion]:
@@ -137,29 +147,36 @@ class LiteLLMTeacher(LLMTeacher):
             if self._stopping:
                 raise TeacherCallError(f"teacher call to {target} not sent: the run is stopping")
             try:
-                response = await litellm.acompletion(
+                response = await asyncio.wait_for(litellm.acompletion(
                     model=p.model, messages=messages, api_base=p.api_base, api_key=key, timeout=p.timeout,
                     num_retries=0, max_retries=0, drop_params=True, **params,
-                )
+                ), p.timeout)
+                reply, cost = response.model_dump(), _cost(litellm, response)
                 break
             except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                if key:
-                    error = error.replace(key, "***")  # never let a key reach the journal or a log
+                reply = _unreadable_reply(exc)
+                if reply is not None:  # answered, but litellm could not read it: paid, so not sent again
+                    cost = None
+                    break
+                error = redact(_describe(exc, p.timeout))  # never let a key reach the journal or a log
                 if not _retryable(litellm, exc):
                     raise TeacherCallError(f"teacher call to {target} failed: {error}") from None
                 if retries >= p.max_retries:
                     raise TeacherCallError(f"teacher call to {target} failed after {retries} retries: {error}") from None
                 retries += 1
                 await asyncio.sleep(self._delay(retries, _retry_after(exc)))
-        usage = getattr(response, "usage", None)
+        text, problem = _read(reply)
+        usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
+        prompt_tokens = token_count(usage.get("prompt_tokens"))
+        completion_tokens = token_count(usage.get("completion_tokens"))
         return Completion(
-            text=response.choices[0].message.content or "",
-            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-            cost=_cost(litellm, response),
+            text=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=self.price(prompt_tokens, completion_tokens) if cost is None else cost,
             retries=retries,
             latency=time.monotonic() - clock,
+            problem=problem,
         )
 
     def _delay(self, retry: int, retry_after: float | None) -> float:
@@ -177,15 +194,65 @@ def _litellm() -> Any:
     except ImportError:
         raise LoopkitError("the litellm teacher needs litellm: pip install 'loopkit[litellm]'") from None
     litellm.suppress_debug_info = True
+    # litellm reading an off-spec reply (content as a list) warns through pydantic; the reply's problem says it once.
+    warnings.filterwarnings("ignore", message="Pydantic serializer warnings", category=UserWarning)
     return litellm
 
 
 def _retryable(litellm: Any, exc: Exception) -> bool:
-    """429, 5xx (a malformed response counts as one), timeouts and dropped connections."""
-    if isinstance(exc, (litellm.Timeout, litellm.RateLimitError, litellm.APIConnectionError)):
+    """429, 5xx (a body that is not JSON counts as one), timeouts (the deadline's too) and dropped connections."""
+    if isinstance(exc, (asyncio.TimeoutError, litellm.Timeout, litellm.RateLimitError, litellm.APIConnectionError)):
         return True
     status = getattr(exc, "status_code", None)
     return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def _describe(exc: Exception, timeout: float) -> str:
+    """One short line: a server's error page can be long, and span lines."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"no complete reply within timeout={timeout:g} s"
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 400 else text[:400] + " ..."
+
+
+# litellm's error when a reply is JSON but does not fit its chat-completion model; it quotes the reply.
+_INVALID = re.compile(r"Invalid response object.*?received_args=\{'response_object': (\{.*?\}), 'model_response_object'", re.S)
+
+
+def _unreadable_reply(exc: Exception) -> dict | None:
+    """The reply litellm could not read as a chat completion (the server answered it), else None.
+
+    ``{}`` where the reply cannot be recovered from the error.
+    """
+    message = str(exc)
+    if "Invalid response object" not in message:
+        return None
+    found = _INVALID.search(message)
+    try:
+        reply = ast.literal_eval(found.group(1)) if found else None
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        reply = None
+    return reply if isinstance(reply, dict) else {}
+
+
+def _read(reply: dict) -> tuple[str, str | None]:
+    """A chat completion's text, or why there is none: ("", problem)."""
+    if not reply:
+        return "", "the reply is not a chat completion litellm can read"
+    choices = reply.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return "", "the reply has no choices"
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    if not isinstance(message, dict):
+        return "", "the reply's choice has no message"
+    content = message.get("content")
+    if content is None:
+        return "", f"the reply has no text (content: null, finish_reason: {choices[0].get('finish_reason')})"
+    if isinstance(content, list):
+        return "", "the reply's content is a list of parts, not text"
+    if not isinstance(content, str):
+        return "", f"the reply's content is a {type(content).__name__}, not text"
+    return content, None
 
 
 def _retry_after(exc: Exception) -> float | None:

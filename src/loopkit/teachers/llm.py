@@ -17,6 +17,13 @@ there is not sent again (unless the run asked for fresh calls). ``Generation.cal
 calls a sample needed, whether sent now or answered by the journal (which belongs to one run
 directory: a journal answer is a call this run paid for before an interruption).
 
+A reply enters the run in one place (``_call``), where it is made what the journal can hold and
+what a resume replays: echoed secrets masked, lone surrogates replaced, and a reply far longer than
+the token limit allows (a server that ignores it) refused. An answered call whose reply cannot be
+used (that one, or an off-spec reply a backend reports as ``Completion.problem``) is journaled as
+answered, since it was paid for; its sample is dropped with the problem as the reason, and a
+resume replays the same problem instead of paying again.
+
 A subclass implements only ``complete`` (one batch of chat conversations in, one ``Completion``
 each out) and names its ``backend`` and ``model_id``. When some calls of a batch fail for good,
 ``complete`` may raise ``BatchError`` with the others' completions, which the journal then keeps.
@@ -29,7 +36,7 @@ import re
 import string
 import time
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,8 +44,9 @@ from pydantic import Field, field_validator
 
 from loopkit.component import Params
 from loopkit.errors import LoopkitError
-from loopkit.journal import FILENAME, Journal, call_key
+from loopkit.journal import FILENAME, Journal, call_key, storable
 from loopkit.records import Sample, normalize_question
+from loopkit.secrets import redact
 from loopkit.seeding import derive_seed
 from loopkit.tasks.base import FINAL_MARKER, Task, format_answer
 from loopkit.teachers.base import Generation, Judgement, Teacher
@@ -81,6 +89,9 @@ DEFAULT_TEMPLATES = {
 # Appended to call 1 for seeds a selector flags "rarer" (LION asks for rarer questions on easy seeds).
 RARER_INSTRUCTION = " Make it rarer and harder than the example: an unusual case of the same kind."
 
+# No tokenizer's tokens are this long on average: a longer reply came from a server that ignored the limit.
+MAX_CHARS_PER_TOKEN = 32
+
 
 @dataclass(frozen=True)
 class Completion:
@@ -92,6 +103,15 @@ class Completion:
     cost: float = 0.0  # USD
     retries: int = 0  # attempts that failed (and were retried) before this answer
     latency: float | None = None  # seconds for this call; None: the batch's wall time is shared by its calls
+    problem: str | None = None  # why the reply cannot be used although the server answered (and was paid)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A call's reply as the run uses it (and a resume replays it): its text, or why it cannot be used."""
+
+    text: str
+    problem: str | None = None
 
 
 Done = Callable[[int, "Completion"], None]  # called by a backend as each call of a batch is answered
@@ -223,10 +243,12 @@ class LLMTeacher(Teacher):
     def generate(self, seeds: list[Sample], round: int, seed: int) -> list[Generation]:
         params = self.sampling(derive_seed(seed, self.backend, round))
         asked = [self._question_prompt(s) for s in seeds]
-        questions, question_calls = self._call(asked, params)
-        questions = [_strip_question(q) for q in questions]
-        reasons: list[str | None] = [None] * len(seeds)
+        replies, question_calls = self._call(asked, params)
+        questions = [_strip_question(r.text) for r in replies]
+        reasons: list[str | None] = [_unusable("question", r) for r in replies]
         for i, (s, q) in enumerate(zip(seeds, questions)):
+            if reasons[i] is not None:
+                continue
             if not q:
                 reasons[i] = "teacher wrote an empty question"
             elif normalize_question(q) == normalize_question(s.question):
@@ -251,11 +273,12 @@ class LLMTeacher(Teacher):
             prompt += RARER_INSTRUCTION
         return prompt
 
-    def _sample(self, seed: Sample, question: str, answer: str, round: int) -> tuple[Sample | None, str | None]:
-        final = self.task.extract(answer) if FINAL_MARKER in answer else None
+    def _sample(self, seed: Sample, question: str, reply: Reply, round: int) -> tuple[Sample | None, str | None]:
+        answer = reply.text
+        final = self.task.extract(answer) if reply.problem is None and FINAL_MARKER in answer else None
         if not final:
             return Sample.create(question, source=self.backend, seed_id=seed.id, round=round), (
-                f"no final answer: the teacher's answer has no '{FINAL_MARKER} <answer>' line"
+                _unusable("answer", reply) or f"no final answer: the teacher's answer has no '{FINAL_MARKER} <answer>' line"
             )
         steps = answer.rsplit(FINAL_MARKER, 1)[0]
         sample = Sample.create(
@@ -277,23 +300,25 @@ class LLMTeacher(Teacher):
         """Per seed: the teacher's own answer's grade minus the student's, averaged over both orders.
 
         The teacher's own answer is the seed's reference answer where the task has one, else one
-        more call (the answer template, sampled like generation).
+        more call (the answer template, sampled like generation). A seed whose own answer is an
+        unusable reply gets NaN, without referee calls.
         """
         params = self._judging(seed)
         own: list[str | None] = [s.answer for s in seeds]
         missing = [i for i, a in enumerate(own) if a is None]
         written, own_calls = self._call([self._render("answer", question=seeds[i].question) for i in missing],
                                         self.sampling(seed))
-        for i, text in zip(missing, written):
-            own[i] = text
-        first = [self._render("referee", question=s.question, answer_1=t, answer_2=a) for s, t, a in zip(seeds, own, answers)]
-        second = [self._render("referee", question=s.question, answer_1=a, answer_2=t) for s, t, a in zip(seeds, own, answers)]
+        for i, reply in zip(missing, written):
+            own[i] = reply.text if reply.problem is None else None
+        graded = [i for i, t in enumerate(own) if t is not None]
+        first = [self._render("referee", question=seeds[i].question, answer_1=own[i], answer_2=answers[i]) for i in graded]
+        second = [self._render("referee", question=seeds[i].question, answer_1=answers[i], answer_2=own[i]) for i in graded]
         replies, calls = self._call(first + second, params)
-        gaps = []
-        for i in range(len(seeds)):
-            t1, s1 = _pair(replies[i])
-            s2, t2 = _pair(replies[len(seeds) + i])
-            gaps.append(((t1 - s1) + (t2 - s2)) / 2)
+        gaps = [math.nan] * len(seeds)
+        for j, i in enumerate(graded):
+            t1, s1 = _pair(replies[j])
+            s2, t2 = _pair(replies[len(graded) + j])
+            gaps[i] = ((t1 - s1) + (t2 - s2)) / 2
         return Judgement(gaps, calls=sum(calls) + sum(own_calls))
 
     def _judging(self, seed: int) -> dict[str, Any]:
@@ -301,8 +326,8 @@ class LLMTeacher(Teacher):
 
     # -- calls and the journal ----------------------------------------------------------------
 
-    def _call(self, prompts: list[str], params: dict[str, Any]) -> tuple[list[str], list[int]]:
-        """Each prompt's response text, and the calls it is charged (1 each; a repeat within the batch 0).
+    def _call(self, prompts: list[str], params: dict[str, Any]) -> tuple[list[Reply], list[int]]:
+        """Each prompt's reply, and the calls it is charged (1 each; a repeat within the batch 0).
 
         The same conversation twice in one batch is sent once; one the journal has answered is not sent.
         """
@@ -312,13 +337,13 @@ class LLMTeacher(Teacher):
             self.journal = Journal(":memory:")  # not opened on a run directory: remember calls in memory
         conversations = [[{"role": "user", "content": p}] for p in prompts]
         keys = [call_key(self.backend, self.model_id, c, params) for c in conversations]
-        texts: dict[str, str] = {}
+        replies: dict[str, Reply] = {}
         if self.use_cache:
             for key in keys:
                 entry = self.journal.lookup(key)
                 if entry is not None:
-                    texts[key] = entry.response or ""
-        missing = list(dict.fromkeys(k for k in keys if k not in texts))
+                    replies[key] = Reply(entry.response or "", entry.problem)
+        missing = list(dict.fromkeys(k for k in keys if k not in replies))
         sent = [(k, conversations[keys.index(k)]) for k in missing]
         if sent:
             recorded: set[int] = set()
@@ -327,9 +352,10 @@ class LLMTeacher(Teacher):
                 if i not in recorded:
                     recorded.add(i)
                     key, conversation = sent[i]
+                    c = None if c is None else self._received(c, params)
                     self._record(key, conversation, params, c, shared, error)
                     if c is not None:
-                        texts[key] = c.text
+                        replies[key] = Reply(c.text, c.problem)
 
             clock = time.monotonic()
             try:
@@ -352,17 +378,46 @@ class LLMTeacher(Teacher):
         for key in keys:
             calls.append(0 if key in charged else 1)
             charged.add(key)
-        return [texts[k] for k in keys], calls
+        return [replies[k] for k in keys], calls
+
+    def _received(self, c: Completion, params: dict[str, Any]) -> Completion:
+        """A reply as this run uses it and the journal keeps it (so a resume replays the same text).
+
+        Text from outside is masked (a backend may echo the key) and made storable; a reply longer
+        than the token limit can hold is refused (kept cut to that length, for a look); counts and
+        cost are ones SQLite can hold (a NaN cost would fail the insert).
+        """
+        text, problem = storable(redact(c.text)), c.problem
+        limit = params.get(self.max_tokens_field)
+        most = limit * MAX_CHARS_PER_TOKEN if limit else None
+        if problem is None and most is not None and len(text) > most:
+            problem = (f"the reply has {len(text):,} characters, more than {self.max_tokens_field}={limit} tokens "
+                       f"can hold; the server ignores {self.max_tokens_field}")
+            text = text[:most]
+        return replace(c, text=text, problem=None if problem is None else storable(redact(problem)),
+                       prompt_tokens=token_count(c.prompt_tokens), completion_tokens=token_count(c.completion_tokens),
+                       cost=c.cost if isinstance(c.cost, (int, float)) and 0 <= c.cost < math.inf else 0.0)
 
     def _record(self, key: str, conversation: Messages, params: dict[str, Any], c: Completion | None, shared: float,
                 error: str | None = None) -> None:
         request = {"messages": conversation, "params": params}
         if c is None:
-            self.journal.record(key, backend=self.backend, model=self.model_id, request=request, latency=shared, error=error)
+            self.journal.record(key, backend=self.backend, model=self.model_id, request=request, latency=shared,
+                                error=redact(error or "unknown error"))
         else:
             self.journal.record(key, backend=self.backend, model=self.model_id, request=request, response=c.text,
                                 prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, cost=c.cost,
-                                latency=shared if c.latency is None else c.latency, retries=c.retries)
+                                latency=shared if c.latency is None else c.latency, retries=c.retries, problem=c.problem)
+
+
+def token_count(tokens: Any) -> int:
+    """A token count as a server reports it, 0 where it is none (or more than SQLite can hold)."""
+    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) and 0 <= tokens < 2**63 else 0
+
+
+def _unusable(call: str, reply: Reply) -> str | None:
+    """The drop reason of a sample whose ``call`` ("question" or "answer") got an unusable reply, else None."""
+    return None if reply.problem is None else f"unusable reply to the {call} call: {reply.problem}"
 
 
 def _strip_question(text: str) -> str:
@@ -382,15 +437,15 @@ def _grade(value: str) -> float:
     return x if 1 <= x <= 10 else math.nan
 
 
-def _score(reply: str) -> float:
+def _score(reply: Reply) -> float:
     """The last 'Score: N' in a judge's reply (1-10), else NaN."""
-    found = _SCORE.findall(reply)
+    found = _SCORE.findall(reply.text) if reply.problem is None else []
     return _grade(found[-1]) if found else math.nan
 
 
-def _pair(reply: str) -> tuple[float, float]:
+def _pair(reply: Reply) -> tuple[float, float]:
     """The grades of 'Answer 1: N' and 'Answer 2: N' in a referee's reply (the last of each), NaN where absent."""
     grades = {"1": math.nan, "2": math.nan}
-    for which, value in _ANSWER_SCORE.findall(reply):
+    for which, value in _ANSWER_SCORE.findall(reply.text if reply.problem is None else ""):
         grades[which] = _grade(value)
     return grades["1"], grades["2"]
