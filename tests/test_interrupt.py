@@ -1,4 +1,5 @@
-"""Ctrl-C during a run: completed rounds stay on disk, the CLI says so and exits 130."""
+"""Ctrl-C, SIGTERM and SIGHUP during a run: calls in flight are journaled within the grace period,
+completed rounds stay on disk, the CLI says so and exits 128 + the signal's number."""
 
 import os
 import signal
@@ -6,10 +7,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 
 def _sigint_default():
-    """A shell that starts CI in the background makes children ignore SIGINT; Ctrl-C tests need it back."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    """A shell that starts CI in the background makes children ignore SIGINT (nohup: SIGHUP); these tests need them back."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def test_ctrl_c_keeps_completed_rounds_and_exits_130(write_recipe, tmp_path):
@@ -35,11 +39,11 @@ def test_ctrl_c_keeps_completed_rounds_and_exits_130(write_recipe, tmp_path):
     assert not list(run.rglob("*.tmp"))
 
 
-def _start_run(recipe, out, server, extra=()):
-    from test_kill import KEY_ENV, env, teacher_overrides
+def _start_run(recipe, out, server, extra=(), options=()):
+    from test_kill import env, teacher_overrides
 
     overrides = [a for o in [*teacher_overrides(server), "teacher.params.concurrency=3", *extra] for a in ("--set", o)]
-    return subprocess.Popen([sys.executable, "-m", "loopkit.cli", "run", str(recipe), "-o", str(out), *overrides],
+    return subprocess.Popen([sys.executable, "-m", "loopkit.cli", "run", str(recipe), "-o", str(out), *overrides, *options],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), preexec_fn=_sigint_default)
 
 
@@ -51,34 +55,77 @@ def _wait_for(condition, proc, what, timeout=240):
         time.sleep(0.02)
 
 
-def test_ctrl_c_during_teacher_calls_journals_the_calls_in_flight_and_resume_pays_for_none_again(write_recipe, tmp_path):
-    import pytest
-
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: signal.Signals(s).name)
+def test_a_signal_during_teacher_calls_journals_the_calls_in_flight_and_resume_pays_for_none_again(write_recipe, tmp_path, sig):
+    """Ctrl-C, a scheduler's SIGTERM and a closed terminal's SIGHUP all stop the same way."""
     pytest.importorskip("litellm")
     from loopkit.journal import FILENAME, Journal
     from loopkit.testing_server import ChatServer
 
     out = tmp_path / "runs"
+    name = signal.Signals(sig).name
     with ChatServer() as server:
-        server.delay = 0.4  # calls are in flight when Ctrl-C comes
-        proc = _start_run(write_recipe(), out, server)
+        server.delay = 0.4  # calls are in flight when the signal comes
+        proc = _start_run(write_recipe(), out, server, ["loop.rounds=1", "selector.name=random"])
         _wait_for(lambda: server.in_flight >= 2, proc, "no teacher call was ever in flight")
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=120)
-        assert proc.returncode == 130, stdout + stderr
-        assert "Traceback" not in stderr and "continue with: loopkit run --resume" in stdout
+        assert proc.returncode == 128 + sig, stdout + stderr
+        said = " ".join(stdout.split())
+        assert "Traceback" not in stderr and f"Interrupted ({name})" in stderr
+        assert f"stopped by {name}: rounds 0-0 are complete" in said and "continue with: loopkit run --resume" in said
         (run,) = out.iterdir()
+        assert not (run / "round-001").exists() and not list(run.rglob("*.tmp"))  # no half-made round
         journal = Journal(run / FILENAME)
         answered = sum(server.answered.values())
         assert 2 <= answered < 12 and journal.count(errors=False) == answered  # every answered call was kept
-        assert f"journal: {answered} answered calls" in " ".join(stdout.split())
+        assert f"journal: {answered} answered calls" in said
 
         server.delay = 0.0
         resumed = subprocess.run([sys.executable, "-m", "loopkit.cli", "run", "--resume", str(run)],
                                  capture_output=True, text=True, env=_start_env())
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert server.duplicates == 0
-        assert (run / "round-002" / "COMPLETE").exists()
+        assert (run / "round-001" / "COMPLETE").exists()
+
+
+def test_the_grace_period_bounds_the_wait_for_calls_in_flight(write_recipe, tmp_path):
+    pytest.importorskip("litellm")
+    from loopkit.testing_server import ChatServer
+
+    out = tmp_path / "runs"
+    with ChatServer() as server:
+        server.delay = 10.0  # far slower than the grace period
+        proc = _start_run(write_recipe(), out, server, ["loop.rounds=1", "selector.name=random"], ["--grace", "1"])
+        _wait_for(lambda: server.in_flight >= 1, proc, "no teacher call was ever in flight")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 143 and time.monotonic() - started < 7, stdout + stderr  # not the 10 s reply
+    said = " ".join(stdout.split())
+    assert "the grace period (1.0s) ended with 3 teacher call(s) still in flight; they were abandoned" in said, said
+    assert "Traceback" not in stderr and "continue with: loopkit run --resume" in said
+    (run,) = out.iterdir()
+    assert not (run / "round-001").exists() and not list(run.rglob("*.tmp"))
+
+
+def test_a_signal_before_the_run_directory_exists_exits_with_its_code_and_writes_nothing(write_recipe, tmp_path):
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "loopkit.cli", "run", str(write_recipe()), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
+                            preexec_fn=_sigint_default)
+    _wait_for(lambda: _catches(proc.pid, signal.SIGHUP), proc, "the run never handled SIGHUP", timeout=60)
+    proc.send_signal(signal.SIGHUP)  # while the recipe, data and student load
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 129 and "Interrupted (SIGHUP)." in stderr and "Traceback" not in stderr, stdout + stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (Linux: SigCgt in /proc/PID/status)."""
+    status = open(f"/proc/{pid}/status").read()
+    caught = int(status.split("SigCgt:")[1].split()[0], 16)
+    return bool(caught >> (sig - 1) & 1)
 
 
 def _start_env():
@@ -87,23 +134,22 @@ def _start_env():
     return env()
 
 
-def test_a_second_ctrl_c_exits_at_once_and_leaves_nothing_corrupt(write_recipe, tmp_path):
-    import pytest
-
+def test_a_second_signal_exits_at_once_and_leaves_nothing_half_made(write_recipe, tmp_path):
     pytest.importorskip("litellm")
     from loopkit.testing_server import ChatServer
 
     out = tmp_path / "runs"
     with ChatServer() as server:
-        server.delay = 5.0  # the first Ctrl-C would wait this long for the calls in flight
-        proc = _start_run(write_recipe(), out, server)
+        server.delay = 5.0  # the first signal would wait this long for the calls in flight
+        proc = _start_run(write_recipe(), out, server, ["loop.rounds=1", "selector.name=random"])
         _wait_for(lambda: server.in_flight >= 1, proc, "no teacher call was ever in flight")
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         started = time.monotonic()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)  # any of the three
         stdout, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 130 and time.monotonic() - started < 4, stdout + stderr  # not the 5 s wait
+    assert "stopped at once by a second signal" in stderr and "continue with: loopkit run --resume" in stderr
     (run,) = out.iterdir()
-    assert (run / "round-000" / "COMPLETE").exists() and not (run / "round-001" / "COMPLETE").exists()
+    assert (run / "round-000" / "COMPLETE").exists() and not (run / "round-001").exists()
     assert not list(run.rglob("*.tmp"))

@@ -1,0 +1,54 @@
+"""The stop mechanism in-process (real signals to this process): what the first signal does, and where it waits."""
+
+import os
+import signal
+
+import pytest
+
+from loopkit import stopping
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_stop():
+    yield
+    stopping.reset()  # the next test starts with no stop requested
+
+
+def test_the_first_signal_raises_keyboard_interrupt_with_its_exit_code():
+    with pytest.raises(KeyboardInterrupt):
+        with stopping.handling(grace=3):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10**7):  # the handler runs between bytecodes
+                pass
+    stop = stopping.requested()
+    assert stop.name == "SIGTERM" and stop.exit_code == 143 and 0 < stopping.remaining() <= 3
+
+
+def test_a_deferred_block_finishes_before_the_stop_is_raised():
+    finished, told = [], []
+    with pytest.raises(KeyboardInterrupt):
+        with stopping.handling(grace=3):
+            with stopping.deferred(on_stop=lambda: told.append(True)):
+                os.kill(os.getpid(), signal.SIGHUP)
+                for _ in range(10**5):
+                    pass
+                finished.append(True)
+    assert finished == [True] and told == [True] and stopping.exit_code() == 129
+
+
+def test_handlers_are_restored_and_an_inherited_ignore_is_kept():
+    before = signal.getsignal(signal.SIGTERM)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup: a closed terminal must not stop the run
+    try:
+        with stopping.handling():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not before
+        assert signal.getsignal(signal.SIGTERM) is before
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf")])
+def test_a_grace_period_must_be_finite_and_not_negative(value):
+    with pytest.raises(ValueError, match="finite number of seconds"):
+        stopping.grace_seconds(value)
