@@ -89,6 +89,43 @@ def test_a_signal_during_teacher_calls_journals_the_calls_in_flight_and_resume_p
         assert (run / "round-001" / "COMPLETE").exists()
 
 
+def test_a_closed_terminal_stops_the_run_with_129_and_keeps_every_answered_call(write_recipe, tmp_path):
+    """The terminal is gone (its pty closed) before SIGHUP: nothing can be printed, the stop still completes."""
+    pytest.importorskip("litellm")
+    import threading
+
+    from loopkit.journal import FILENAME, Journal
+    from loopkit.testing_server import ChatServer
+    from test_kill import env, teacher_overrides
+
+    out = tmp_path / "runs"
+    terminal, tty = os.openpty()
+    with ChatServer() as server:
+        server.delay = 0.4
+        overrides = [a for o in [*teacher_overrides(server), "teacher.params.concurrency=3", "loop.rounds=1",
+                                 "selector.name=random"] for a in ("--set", o)]
+        proc = subprocess.Popen([sys.executable, "-m", "loopkit.cli", "run", str(write_recipe()), "-o", str(out), *overrides],
+                                stdin=tty, stdout=tty, stderr=tty, env=env(), start_new_session=True, preexec_fn=_sigint_default)
+        os.close(tty)
+        threading.Thread(target=_drain, args=(terminal,), daemon=True).start()
+        _wait_for(lambda: server.in_flight >= 2, proc, "no teacher call was ever in flight")
+        os.close(terminal)  # writes to the terminal now fail
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=120) == 129
+        answered = sum(server.answered.values())
+    (run,) = out.iterdir()
+    assert answered >= 2 and Journal(run / FILENAME).count(errors=False) == answered
+    assert not (run / "round-001").exists() and not list(run.rglob("*.tmp"))
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except OSError:
+        pass
+
+
 def test_the_grace_period_bounds_the_wait_for_calls_in_flight(write_recipe, tmp_path):
     pytest.importorskip("litellm")
     from loopkit.testing_server import ChatServer

@@ -70,8 +70,11 @@ class LoopkitGroup(TyperGroup):
 
 def _interrupted(ctx: typer.Context, after: str | None = None) -> None:
     """A stop by a signal (Ctrl-C, SIGTERM, SIGHUP) exits with 128 + its number: 130, 143, 129."""
-    err_console.print(f"Interrupted ({stopping.name()})" + (f"; while stopping: {redact(after)}" if after else "."),
-                      highlight=False, soft_wrap=True)
+    try:
+        err_console.print(f"Interrupted ({stopping.name()})" + (f"; while stopping: {redact(after)}" if after else "."),
+                          highlight=False, soft_wrap=True)
+    except OSError:  # a closed terminal (SIGHUP) takes no more output; the exit code still says what happened
+        pass
     ctx.exit(stopping.exit_code())
 
 
@@ -378,8 +381,11 @@ def main() -> None:
             raise
         # Stopped by a signal, everything kept is on disk and reported: skip the interpreter's teardown
         # (seconds of garbage collection over torch and friends) that a preemption's deadline cannot spare.
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed terminal
+                pass
         os._exit(exc.code if isinstance(exc.code, int) else 1)
 
 

@@ -193,7 +193,10 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
     except BaseException:  # a stop (signal) or a crash: say what is safe on disk before the error is reported
         if run_dir is not None:
             _tidy(run_dir)
-            report_stop(console, run_dir, loop.rows)
+            try:
+                report_stop(console, run_dir, loop.rows)
+            except OSError:  # a closed terminal (SIGHUP) takes no more output
+                pass
         raise
     console.print(results_table(result))
     if result.stopped:

@@ -92,11 +92,10 @@ def grace() -> float:
     return _state.grace
 
 
-def remaining() -> float:
-    """Seconds left of the grace period (starting it now if a plain KeyboardInterrupt, no handled signal, stopped us)."""
-    if _state.stop is None:
-        _state.stop = Stop(signal.SIGINT, time.monotonic() + _state.grace)
-    return max(0.0, _state.stop.deadline - time.monotonic())
+def deadline() -> float:
+    """When calls still in flight are abandoned (``time.monotonic()``): the stop's grace deadline, or,
+    for a KeyboardInterrupt no handler saw (library use), the grace period from now."""
+    return _state.stop.deadline if _state.stop else time.monotonic() + _state.grace
 
 
 def abandon(calls: int) -> None:

@@ -141,9 +141,12 @@ class LiteLLMTeacher(LLMTeacher):
 
     async def _within_grace(self, batch: asyncio.Task) -> list[Any]:
         """The batch's results; once stopping, only until the grace period ends (then the calls in flight are abandoned)."""
+        deadline = None
         while not batch.done():
-            await asyncio.wait([batch], timeout=stopping.remaining() if self._stopping else 0.1)
-            if self._stopping and not batch.done() and stopping.remaining() <= 0:
+            if self._stopping and deadline is None:
+                deadline = stopping.deadline()
+            await asyncio.wait([batch], timeout=0.1 if deadline is None else max(deadline - time.monotonic(), 0))
+            if deadline is not None and not batch.done() and time.monotonic() >= deadline:
                 stopping.abandon(self._in_flight)
                 batch.cancel()
                 await asyncio.wait([batch], timeout=1.0)
