@@ -2,6 +2,8 @@
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -53,3 +55,29 @@ def test_handlers_are_restored_and_an_inherited_ignore_is_kept():
 def test_a_grace_period_must_be_finite_and_not_negative(value):
     with pytest.raises(ValueError, match="finite number of seconds"):
         stopping.grace_seconds(value)
+
+
+@pytest.mark.parametrize("arm", [False, True], ids=["run", "compare-arm"])
+def test_a_second_signal_exits_at_once_except_in_an_arm_whose_parent_forwards_signals(arm):
+    """A run exits at once (129 here) on a second signal; an arm of compare, which may get one stop twice (from a
+    scheduler that signals every process, and from compare), ignores the repeat."""
+    script = """
+import os, signal, sys, time
+from loopkit import stopping
+with stopping.handling(grace=30):
+    stopping.on_exit_now(lambda: "tidied")
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(0.5)
+        print("still stopping", stopping.exit_code())
+"""
+    env = {**os.environ, stopping.ARM_ENV: "1" if arm else ""}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    if arm:
+        assert done.returncode == 0 and "still stopping 143" in done.stdout, done.stdout + done.stderr
+    else:
+        assert done.returncode == 129 and "stopped at once by a second signal" in done.stderr, done.stdout + done.stderr
+        assert "tidied" in done.stderr and "still stopping" not in done.stdout

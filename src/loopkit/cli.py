@@ -7,6 +7,7 @@ Heavy libraries are imported inside the commands that need them, never at start-
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shlex
@@ -376,17 +377,11 @@ def main() -> None:
     app = build_app()
     try:
         app(prog_name="loopkit")
-    except SystemExit as exc:
-        if stopping.requested() is None:
-            raise
-        # Stopped by a signal, everything kept is on disk and reported: skip the interpreter's teardown
-        # (seconds of garbage collection over torch and friends) that a preemption's deadline cannot spare.
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):  # a closed terminal
-                pass
-        os._exit(exc.code if isinstance(exc.code, int) else 1)
+    finally:
+        if stopping.requested() is not None:
+            # A signal stopped us and what is kept is on disk: skip the interpreter's final garbage
+            # collection over torch and friends (seconds a preemption's deadline cannot spare).
+            gc.freeze()
 
 
 if __name__ == "__main__":

@@ -68,8 +68,10 @@ _state = _State()
 
 
 def reset() -> None:
-    """Forget an earlier stop (a new command starts)."""
+    """Forget an earlier stop and cancel its watchdog (a new command starts)."""
     global _state
+    if _state.watchdog is not None:
+        _state.watchdog.cancel()
     _state = _State()
 
 
@@ -123,24 +125,22 @@ def handling(grace: float = GRACE_SECONDS, on_stop: Callable[[Stop], None] | Non
     """Handle SIGINT, SIGTERM and SIGHUP in this block (main thread only; elsewhere a no-op).
 
     ``on_stop(stop)`` replaces the default reaction to the first signal (raise KeyboardInterrupt).
-    The watchdog ends the process ``watchdog`` seconds after the grace period.
+    The watchdog ends the process ``watchdog`` seconds after the grace period (its exit included).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    global _state
-    _state = _State(grace=grace, on_stop=on_stop)  # a fresh stop state for this command
+    reset()
+    _state.grace, _state.on_stop = grace, on_stop
     previous = {s: signal.getsignal(s) for s in SIGNALS}
     for s, handler in previous.items():
         if handler is not signal.SIG_IGN:  # an ignored signal stays ignored (nohup, background jobs)
             signal.signal(s, _handler(grace + watchdog))
     try:
         yield
-    finally:
+    finally:  # the watchdog of a stop keeps running: it bounds the exit too (reset() cancels it)
         for s, handler in previous.items():
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-        if _state.watchdog is not None:
-            _state.watchdog.cancel()
 
 
 def on_exit_now(tidy: Callable[[], str] | None) -> None:
