@@ -83,13 +83,15 @@ class Arms:
         self.running: dict[str, subprocess.Popen] = {}
         self.lock = threading.RLock()  # re-entrant: a second signal's handler may interrupt the first's
 
-    def start(self, name: str, command: list[str], log, env: dict[str, str]) -> subprocess.Popen | None:
-        """The arm's process, or None when a stop was requested (no new arm starts)."""
+    def start(self, name: str, command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen | None:
+        """The arm's process (its output appended to ``log``), or None when a stop was requested: no new arm starts."""
         with self.lock:
             if stopping.requested():
                 return None
-            self.running[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                  start_new_session=True, preexec_fn=_die_with_parent())
+            with open(log, "a", encoding="utf-8") as out:
+                # Its own session: a terminal's Ctrl-C or SIGHUP reaches the arm once, forwarded by compare.
+                self.running[name] = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                                      start_new_session=True, preexec_fn=_die_with_parent())
             return self.running[name]
 
     def wait(self, name: str) -> int:
@@ -107,6 +109,11 @@ class Arms:
         with self.lock:
             for proc in self.running.values():
                 proc.kill()
+            for proc in self.running.values():
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
         return "every arm was killed; run the same command again to resume them"
 
 
@@ -134,12 +141,11 @@ def run_arms(recipe_path: Path, resolved: ResolvedRecipe, arms: list[Arm], direc
         command += ["--grace", str(grace)]
         for s in sets:
             command += ["--set", s]
-        with open(directory / f"{arm.name}.log", "a", encoding="utf-8") as log:
-            if processes.start(arm.name, command, log, env) is None:
-                on_change(arm, "not started")
-                return "not started"
-            on_change(arm, "resuming" if state == "partial" else "running")
-            code = processes.wait(arm.name)
+        if processes.start(arm.name, command, directory / f"{arm.name}.log", env) is None:
+            on_change(arm, "not started")
+            return "not started"
+        on_change(arm, "resuming" if state == "partial" else "running")
+        code = processes.wait(arm.name)
         if code == 0:
             result = "done"
         elif stopping.requested():
