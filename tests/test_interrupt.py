@@ -190,3 +190,30 @@ def test_a_second_signal_exits_at_once_and_leaves_nothing_half_made(write_recipe
     (run,) = out.iterdir()
     assert (run / "round-000" / "COMPLETE").exists() and not (run / "round-001").exists()
     assert not list(run.rglob("*.tmp"))
+
+
+def test_a_stop_while_a_resume_restores_reports_every_complete_round_and_a_header_only_run_resumes(tmp_path):
+    """The report reads what is kept from disk when the stop came before the loop had restored it; a run
+    stopped before round 0 completed (recipe.yaml and manifest.json only) can be resumed from the start."""
+    import json
+
+    from rich.console import Console
+
+    from loopkit.rundir import RunDir
+    from loopkit.runner import report_stop, resumable
+
+    run_dir = RunDir(tmp_path / "run")
+    for round in (0, 1):
+        row = {"round": round, "samples": 6 * round, "teacher_calls": 12 * round, "accuracy": 0.5, "seconds": {"train": 1.0}}
+        run_dir.write_text(f"round-{round:03d}/metrics.json", json.dumps(row))
+        run_dir.mark_complete(round)
+    console = Console(record=True, width=200)
+    report_stop(console, run_dir, [{"round": 0, "samples": 0, "teacher_calls": 0, "accuracy": 0.5, "seconds": {}}])
+    said = console.export_text()
+    assert "rounds 0-1 are complete" in said and "12 teacher calls in complete rounds" in said, said
+
+    header_only = tmp_path / "stopped-in-round-0"
+    header_only.mkdir()
+    (header_only / "recipe.yaml").write_text("name: x\n")
+    (header_only / "manifest.json").write_text("{}\n")
+    assert resumable(header_only, None) == header_only / "recipe.yaml"

@@ -8,9 +8,10 @@ again on the same directory, a finished arm is skipped and an interrupted one re
 
 Signals: ``Arms.forward`` sends a SIGINT/SIGTERM/SIGHUP compare receives to every running arm
 (each in its own session, so a terminal's Ctrl-C reaches it once, through compare) and no new
-arm starts; each arm then stops cleanly within its grace period. ``Arms.kill`` (a second signal)
-ends them at once. On Linux an arm also gets SIGTERM from the kernel when compare dies, even by
-SIGKILL (``PR_SET_PDEATHSIG``); elsewhere an arm outlives a SIGKILLed compare.
+arm starts; each arm then stops cleanly within its grace period, and ignores the same stop
+arriving again (a scheduler may signal every process of a job). ``Arms.kill`` (compare's second
+signal) ends them at once. On Linux an arm also gets SIGTERM from the kernel when compare dies,
+even by SIGKILL (``PR_SET_PDEATHSIG``); elsewhere an arm outlives a SIGKILLed compare.
 """
 
 from __future__ import annotations
@@ -160,7 +161,10 @@ def run_arms(recipe_path: Path, resolved: ResolvedRecipe, arms: list[Arm], direc
 
 
 def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec function that makes the kernel send SIGTERM to the child when this process dies (Linux only)."""
+    """A preexec function that makes the kernel send SIGTERM to the child when this process dies (Linux only).
+
+    Strictly, when the thread that started the child ends: compare's worker threads outlive their arms.
+    """
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)  # loaded here: the child only calls it
