@@ -139,9 +139,10 @@ def results_table(result: RunResult) -> Table:
 
 def resumable(run_dir: Path, recipe: Path | None) -> Path:
     """The recipe to resume ``run_dir`` with: ``recipe`` if given (checked later to be the run's), else the run's own."""
-    # Not round-000: a run stopped before round 0 completed has none, and is resumed from the start.
-    if not (run_dir / "recipe.yaml").is_file() or not (run_dir / "manifest.json").is_file():
-        raise LoopkitError(f"--resume {run_dir}: not a loopkit run directory (no recipe.yaml and manifest.json); "
+    # round-000 or the manifest: a run stopped before its round 0 completed has no round left, and resumes from the start.
+    started = (run_dir / "manifest.json").is_file() or (run_dir / "round-000").is_dir()
+    if not (run_dir / "recipe.yaml").is_file() or not started:
+        raise LoopkitError(f"--resume {run_dir}: not a loopkit run directory (no recipe.yaml with manifest.json or round-000); "
                            "give the directory `loopkit run` printed")
     return recipe if recipe is not None else run_dir / "recipe.yaml"
 
