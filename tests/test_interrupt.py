@@ -10,7 +10,7 @@ import time
 import pytest
 
 
-def _sigint_default():
+def _default_signals():
     """A shell that starts CI in the background makes children ignore SIGINT (nohup: SIGHUP); these tests need them back."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
@@ -22,7 +22,7 @@ def test_ctrl_c_keeps_completed_rounds_and_exits_130(write_recipe, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "loopkit.cli", "run", str(recipe), "-o", str(out), "--set", "loop.rounds=50"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
-        preexec_fn=_sigint_default,
+        preexec_fn=_default_signals,
     )
     deadline = time.monotonic() + 240
     while not list(out.glob("*/round-001/COMPLETE")):
@@ -44,7 +44,7 @@ def _start_run(recipe, out, server, extra=(), options=()):
 
     overrides = [a for o in [*teacher_overrides(server), "teacher.params.concurrency=3", *extra] for a in ("--set", o)]
     return subprocess.Popen([sys.executable, "-m", "loopkit.cli", "run", str(recipe), "-o", str(out), *overrides, *options],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), preexec_fn=_sigint_default)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), preexec_fn=_default_signals)
 
 
 def _wait_for(condition, proc, what, timeout=240):
@@ -105,7 +105,7 @@ def test_a_closed_terminal_stops_the_run_with_129_and_keeps_every_answered_call(
         overrides = [a for o in [*teacher_overrides(server), "teacher.params.concurrency=3", "loop.rounds=1",
                                  "selector.name=random"] for a in ("--set", o)]
         proc = subprocess.Popen([sys.executable, "-m", "loopkit.cli", "run", str(write_recipe()), "-o", str(out), *overrides],
-                                stdin=tty, stdout=tty, stderr=tty, env=env(), start_new_session=True, preexec_fn=_sigint_default)
+                                stdin=tty, stdout=tty, stderr=tty, env=env(), start_new_session=True, preexec_fn=_default_signals)
         os.close(tty)
         threading.Thread(target=_drain, args=(terminal,), daemon=True).start()
         _wait_for(lambda: server.in_flight >= 2, proc, "no teacher call was ever in flight")
@@ -150,7 +150,7 @@ def test_a_signal_before_the_run_directory_exists_exits_with_its_code_and_writes
     out = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "loopkit.cli", "run", str(write_recipe()), "-o", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
-                            preexec_fn=_sigint_default)
+                            preexec_fn=_default_signals)
     _wait_for(lambda: _catches(proc.pid, signal.SIGHUP), proc, "the run never handled SIGHUP", timeout=60)
     proc.send_signal(signal.SIGHUP)  # while the recipe, data and student load
     stdout, stderr = proc.communicate(timeout=60)
