@@ -164,7 +164,7 @@ def test_the_index_is_well_formed():
         assert set(case) <= FIELDS, f"{case['file']}: unknown fields {set(case) - FIELDS}"
         assert case["command"] in COMMANDS, case
         assert isinstance(case["expect"], str) and case["expect"], case
-        assert re.fullmatch(r"\d\d\d?-[a-z0-9-]+(\.[a-z0-9]+)?", case["file"]), f"{case['file']}: name it NN-short-name[.ext]"
+        assert re.fullmatch(r"\d{2,3}-[a-z0-9-]+(\.[a-z0-9]+)?", case["file"]), f"{case['file']}: name it NN-short-name[.ext]"
     on_disk = {p.name for p in CORPUS.iterdir() if not p.name.startswith("_")} - {INDEX.name}  # _*: bases
     assert on_disk == {c["file"] for c in CASES if not c.get("absent")}
 

@@ -7,8 +7,10 @@ Heavy libraries are imported inside the commands that need them, never at start-
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, List, Optional
@@ -18,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from loopkit import __version__
+from loopkit import __version__, stopping
 from loopkit.errors import LoopkitError
 from loopkit.files import check_dir_target, os_error_message, printable, shown
 from loopkit.secrets import redact
@@ -38,24 +40,23 @@ class LoopkitGroup(TyperGroup):
     """Converts every error raised by a command into one line and an exit code."""
 
     def invoke(self, ctx: typer.Context) -> Any:
+        stopping.reset()
         try:
             return super().invoke(ctx)
         except LoopkitError as exc:
+            _if_stopping(ctx, exc)
             if _debug_enabled(ctx):
                 raise
             _print_error(redact(str(exc)))
             ctx.exit(1)
         except KeyboardInterrupt:
-            err_console.print("Interrupted.")
-            ctx.exit(130)
+            _interrupted(ctx)
         except Exception as exc:
+            _if_stopping(ctx, exc)
             if _is_usage_error(exc) and not _debug_enabled(ctx):
                 command = exc.ctx.command_path if getattr(exc, "ctx", None) else "loopkit"
-                err_console.print(
-                    f"[bold red]Error:[/] {exc.format_message()} (see {command} --help; recipe values are "
-                    "changed with --set, e.g. --set loop.rounds=3)",
-                    highlight=False, soft_wrap=True,
-                )
+                _print_error(f"{exc.format_message()} (see {command} --help; recipe values are "
+                             "changed with --set, e.g. --set loop.rounds=3)")
                 ctx.exit(1)
             if _is_framework_signal(exc) or _debug_enabled(ctx):
                 raise
@@ -70,6 +71,22 @@ class LoopkitGroup(TyperGroup):
 
 def _print_error(message: str) -> None:
     err_console.print(f"[bold red]Error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
+
+
+def _interrupted(ctx: typer.Context, after: str | None = None) -> None:
+    """A stop by a signal (Ctrl-C, SIGTERM, SIGHUP) exits with 128 + its number: 130, 143, 129."""
+    try:
+        err_console.print(f"Interrupted ({stopping.name()})" + (f"; while stopping: {redact(after)}" if after else "."),
+                          highlight=False, soft_wrap=True)
+    except OSError:  # a closed terminal (SIGHUP) takes no more output; the exit code still says what happened
+        pass
+    ctx.exit(stopping.exit_code())
+
+
+def _if_stopping(ctx: typer.Context, exc: Exception) -> None:
+    """An error while a signal stops the command is reported as the stop (it is often its effect: a helper got the signal too)."""
+    if stopping.requested() and not _is_framework_signal(exc) and not _debug_enabled(ctx):
+        _interrupted(ctx, f"{type(exc).__name__}: {exc}")
 
 
 def _is_usage_error(exc: Exception) -> bool:
@@ -95,6 +112,17 @@ def _accuracy(value: float) -> float:
     return value
 
 
+def _grace(value: float | None) -> float:
+    try:
+        return stopping.grace_seconds(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+GraceOption = typer.Option(
+    None, "--grace", envvar=stopping.GRACE_ENV, callback=_grace, metavar="SECONDS",
+    help="On SIGINT/SIGTERM/SIGHUP, wait this long for the teacher calls in flight before exiting (default 20).",
+)
 OverridesOption = typer.Option(None, "--set", help="Override a recipe value: key.path=value (repeatable).")
 StrictOption = typer.Option(False, "--strict", help="Refuse data problems a task only warns about (e.g. seed/test overlap).")
 
@@ -127,8 +155,13 @@ def build_app() -> typer.Typer:
         no_cache: bool = typer.Option(False, "--no-cache", help="Call the teacher again even where its journal already has the answer."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and its expected spend; load no model, call nothing."),
         strict: bool = StrictOption,
+        grace: Optional[float] = GraceOption,
     ) -> None:
         """Run the closed loop of a recipe; everything lands in a new run directory (or the one resumed)."""
+        with stopping.handling(grace):
+            _run(recipe, overrides, output, resume, no_cache, dry_run, strict)
+
+    def _run(recipe, overrides, output, resume, no_cache, dry_run, strict) -> None:
         from loopkit.errors import LoopkitError
         from loopkit.recipe import load_recipe
 
@@ -196,8 +229,18 @@ def build_app() -> typer.Typer:
         directory: Optional[Path] = typer.Option(None, "--dir", "-d", help="The comparison directory (default: <output_dir>/<name>-compare); run again to resume."),
         overrides: Optional[List[str]] = OverridesOption,
         target: float = typer.Option(0.5, "--target", callback=_accuracy, help="Accuracy for N(target) in the final report."),
+        grace: Optional[float] = GraceOption,
     ) -> None:
         """Run every arm (selector x seed, plus --static) under one directory, then report them."""
+        from loopkit.compare import Arms
+
+        processes = Arms()
+        # A signal is forwarded to every arm, each stops within the grace period; a second one kills them.
+        with stopping.handling(grace, on_stop=processes.forward, watchdog=2 * stopping.SLACK):
+            stopping.on_exit_now(processes.kill)
+            _compare(recipe, selectors, seeds, static, jobs, directory, overrides, target, processes, grace)
+
+    def _compare(recipe, selectors, seeds, static, jobs, directory, overrides, target, processes, grace) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from loopkit.compare import plan_arms, run_arms
@@ -219,18 +262,29 @@ def build_app() -> typer.Typer:
             overall = bars.add_task("", total=len(arms))
 
             def on_change(arm, state):
-                if state.startswith(("done", "failed")):
+                if state.startswith(("done", "failed", "interrupted", "not started")):
                     bars.advance(overall)
                     console.print(f"{arm.name}: {state}", highlight=False)
                 else:
                     bars.update(overall, description=f"{arm.name} {state}")
 
-            states = run_arms(recipe, resolved, arms, target_dir, jobs, overrides or [], on_change)
+            states = run_arms(recipe, resolved, arms, target_dir, jobs, overrides or [], on_change, processes, grace)
+        stop = stopping.requested()
+        if stop is not None:
+            unfinished = [name for name, state in states.items() if state != "done"]
+            console.print(f"stopped by {stop.name}: {len(unfinished)} arm(s) unfinished ({', '.join(unfinished) or 'none'}; "
+                          f"their complete rounds are kept in {target_dir}); continue with the same command: "
+                          f"{_same_command('compare')}", highlight=False, soft_wrap=True)
+            raise KeyboardInterrupt
         failed = [name for name, state in states.items() if state != "done"]
         _print_report([target_dir], target, target_dir)
         if failed:
             raise LoopkitError(f"{len(failed)} arm(s) failed ({', '.join(failed)}); see their .log files in {target_dir}, "
                                "then run the same command again to resume them")
+
+    def _same_command(name: str) -> str:
+        argv = sys.argv[1:]
+        return shlex.join(["loopkit", *argv]) if name in argv else f"loopkit {name} ... (as before)"
 
     @app.command()
     def report(
@@ -340,7 +394,13 @@ def main() -> None:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     app = build_app()
-    app(prog_name="loopkit")
+    try:
+        app(prog_name="loopkit")
+    finally:
+        if stopping.requested() is not None:
+            # A signal stopped us and what is kept is on disk: skip the interpreter's final garbage
+            # collection over torch and friends (seconds a preemption's deadline cannot spare).
+            gc.freeze()
 
 
 if __name__ == "__main__":

@@ -5,19 +5,31 @@ An arm is ``loopkit run RECIPE --set name=<arm> --set seed=<k> --set selector.na
 ``loop.mode=static``, random seeds) run as a subprocess whose output goes to ``<arm>.log``. Run
 again on the same directory, a finished arm is skipped and an interrupted one resumed (through
 ``run --resume``, so its paid teacher calls are reused). Each job gets ``cores / jobs`` threads.
+
+Signals: ``Arms.forward`` sends a SIGINT/SIGTERM/SIGHUP compare receives to every running arm
+(each in its own session, so a terminal's Ctrl-C reaches it once, through compare) and no new
+arm starts; each arm then stops cleanly within its grace period, and ignores the same stop
+arriving again (a scheduler may signal every process of a job). ``Arms.kill`` (compare's second
+signal) ends them at once. On Linux an arm also gets SIGTERM from the kernel when compare dies,
+even by SIGKILL (``PR_SET_PDEATHSIG``); elsewhere an arm outlives a SIGKILLed compare.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from loopkit import stopping
 from loopkit.errors import LoopkitError
 from loopkit.recipe import ResolvedRecipe
 
@@ -65,13 +77,57 @@ def arm_state(directory: Path, arm: Arm, last_round: int) -> tuple[str, Path | N
     return "partial", run
 
 
+class Arms:
+    """The arm processes running now: started only while no stop is requested, and forwarded every stop."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, subprocess.Popen] = {}
+        self.lock = threading.RLock()  # re-entrant: a second signal's handler may interrupt the first's
+
+    def start(self, name: str, command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen | None:
+        """The arm's process (its output appended to ``log``), or None when a stop was requested: no new arm starts."""
+        with self.lock:
+            if stopping.requested():
+                return None
+            with open(log, "a", encoding="utf-8") as out:
+                # Its own session: a terminal's Ctrl-C or SIGHUP reaches the arm once, forwarded by compare.
+                self.running[name] = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                                      start_new_session=True, preexec_fn=_die_with_parent())
+            return self.running[name]
+
+    def wait(self, name: str) -> int:
+        code = self.running[name].wait()
+        with self.lock:
+            del self.running[name]
+        return code
+
+    def forward(self, stop: stopping.Stop) -> None:
+        with self.lock:
+            for proc in self.running.values():
+                proc.send_signal(stop.signum)
+
+    def kill(self) -> str:
+        with self.lock:
+            for proc in self.running.values():
+                proc.kill()
+            for proc in self.running.values():
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+        return "every arm was killed; run the same command again to resume them"
+
+
 def run_arms(recipe_path: Path, resolved: ResolvedRecipe, arms: list[Arm], directory: Path, jobs: int,
-             extra_overrides: list[str], on_change: Callable[[Arm, str], None]) -> dict[str, str]:
+             extra_overrides: list[str], on_change: Callable[[Arm, str], None], processes: Arms | None = None,
+             grace: float = stopping.GRACE_SECONDS) -> dict[str, str]:
     """Run every unfinished arm (at most ``jobs`` at once); returns each arm's final state."""
+    processes = processes or Arms()
     static_last, active_last = 1, resolved.recipe.loop.rounds
     directory.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "COLUMNS": "120"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "COLUMNS": "120",
+           stopping.ARM_ENV: "1"}
 
     def one(arm: Arm) -> str:
         last = static_last if arm.selector == STATIC else active_last
@@ -83,14 +139,44 @@ def run_arms(recipe_path: Path, resolved: ResolvedRecipe, arms: list[Arm], direc
         command = [sys.executable, "-m", "loopkit.cli", "run", str(recipe_path), "-o", str(directory)]
         if state == "partial":
             command += ["--resume", str(run)]
+        command += ["--grace", str(grace)]
         for s in sets:
             command += ["--set", s]
+        if processes.start(arm.name, command, directory / f"{arm.name}.log", env) is None:
+            on_change(arm, "not started")
+            return "not started"
         on_change(arm, "resuming" if state == "partial" else "running")
-        with open(directory / f"{arm.name}.log", "a", encoding="utf-8") as log:
-            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-        result = "done" if code == 0 else f"failed (exit {code}; see {arm.name}.log)"
+        code = processes.wait(arm.name)
+        if code == 0:
+            result = "done"
+        elif stopping.requested():
+            result = f"interrupted (exit {code}; see {arm.name}.log)"
+        else:
+            result = f"failed (exit {code}; see {arm.name}.log)"
         on_change(arm, result)
         return result
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         return dict(zip((a.name for a in arms), pool.map(one, arms)))
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec function that makes the kernel send SIGTERM to the child when this process dies (Linux only).
+
+    Strictly, when the thread that started the child ends: compare's worker threads outlive their arms.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)  # loaded here: the child only calls it
+    parent = os.getpid()
+
+    def preexec() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # an inherited SIG_IGN would make the parent-death signal a no-op
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(128 + signal.SIGTERM)
+
+    return preexec
+
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from loopkit import stopping
 from loopkit.budget import first_exceeded, round_cost
 from loopkit.errors import DataError, LoopkitError, RecipeError, UnavailableError
 from loopkit.progress import NullProgress, Progress
@@ -437,9 +438,10 @@ class Loop:
             "elapsed": _seconds(time.monotonic() - self.started),
         }
         self.run_dir.write_json(out / "metrics.json", {**row, **extra})
-        self.run_dir.mark_complete(round)
-        self.rows.append(row)
-        self._write_summary()
+        with stopping.deferred():  # a stop never falls between COMPLETE and summary.json: they agree
+            self.run_dir.mark_complete(round)
+            self.rows.append(row)
+            self._write_summary()
         self.progress.round_done(row)
 
 

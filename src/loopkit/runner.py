@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import os
-import signal
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from loopkit import stopping
 from loopkit.environment import describe
 from loopkit.errors import LoopkitError
 from loopkit.journal import FILENAME, Journal
@@ -87,8 +87,27 @@ def start_run_dir(resolved: ResolvedRecipe, output: Path | None) -> RunDir:
     return run_dir
 
 
+def _tidy(run_dir: RunDir) -> str:
+    """Remove the unfinished round (atomic files and the committed journal keep the rest consistent)."""
+    run_dir.discard_rounds_after(run_dir.complete_rounds())
+    return f"continue with: loopkit run --resume {run_dir.path}"
+
+
+def _kept_rows(run_dir: RunDir, rows: list[dict]) -> list[dict]:
+    """The summary rows of the complete rounds: the loop's, or (stopped while a resume restored them) from disk."""
+    done = run_dir.complete_rounds()
+    if len(rows) == done + 1:
+        return rows
+    try:
+        return [json.loads((run_dir.path / f"round-{r:03d}" / "metrics.json").read_text(encoding="utf-8"))
+                for r in range(done + 1)]
+    except (OSError, ValueError):
+        return rows[: done + 1]
+
+
 def report_stop(console: Console, run_dir: RunDir, rows: list[dict]) -> None:
     """What an interrupted run kept, what its teacher calls cost, and how to continue it."""
+    rows = _kept_rows(run_dir, rows)
     if rows:
         console.print(results_table(RunResult(run_dir, rows)))
         kept = f"rounds 0-{rows[-1]['round']} are complete and kept in {run_dir.path}"
@@ -101,7 +120,13 @@ def report_stop(console: Console, run_dir: RunDir, rows: list[dict]) -> None:
         t = journal.totals()
         journal.close()
         spent += f"; journal: {t['calls']} answered calls, {t['tokens']} tokens, ${t['usd']:.4f}"
-    console.print(f"stopped: {kept} ({spent}); continue with: loopkit run --resume {run_dir.path}", highlight=False)
+    stop = stopping.requested()
+    why = f" by {stop.name}" if stop else ""
+    console.print(f"stopped{why}: {kept} ({spent}); continue with: loopkit run --resume {run_dir.path}", highlight=False)
+    if stop and stop.abandoned:
+        console.print(f"[yellow]warning:[/] the grace period ({stopping.grace()}s) ended with {stop.abandoned} teacher "
+                      "call(s) still in flight; they were abandoned, and the resumed run may send (and pay for) them again",
+                      highlight=False)
 
 
 def results_table(result: RunResult) -> Table:
@@ -114,8 +139,10 @@ def results_table(result: RunResult) -> Table:
 
 def resumable(run_dir: Path, recipe: Path | None) -> Path:
     """The recipe to resume ``run_dir`` with: ``recipe`` if given (checked later to be the run's), else the run's own."""
-    if not (run_dir / "recipe.yaml").is_file() or not (run_dir / "round-000").is_dir():
-        raise LoopkitError(f"--resume {run_dir}: not a loopkit run directory (no recipe.yaml and round-000); "
+    # round-000 or the manifest: a run stopped before its round 0 completed has no round left, and resumes from the start.
+    started = (run_dir / "manifest.json").is_file() or (run_dir / "round-000").is_dir()
+    if not (run_dir / "recipe.yaml").is_file() or not started:
+        raise LoopkitError(f"--resume {run_dir}: not a loopkit run directory (no recipe.yaml with manifest.json or round-000); "
                            "give the directory `loopkit run` printed")
     return recipe if recipe is not None else run_dir / "recipe.yaml"
 
@@ -154,21 +181,25 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
     for warning in loop.data.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     loop.load_student()  # a student that cannot load or be trained fails before a run directory exists
-    if resume is not None:
-        run_dir = RunDir(resume)
-        console.print(f"resuming {run_dir.path} after round {run_dir.complete_rounds()}", highlight=False)
-    else:
-        run_dir = start_run_dir(resolved, output)
-        console.print(f"run directory: {run_dir.path}", highlight=False)
+    run_dir: RunDir | None = None
     try:
+        if resume is not None:
+            run_dir = RunDir(resume)
+            console.print(f"resuming {run_dir.path} after round {run_dir.complete_rounds()}", highlight=False)
+        else:
+            with stopping.deferred():  # a run directory gets its header files (recipe, manifest) before a stop
+                run_dir = start_run_dir(resolved, output)
+            console.print(f"run directory: {run_dir.path}", highlight=False)
+        stopping.on_exit_now(lambda: _tidy(run_dir))
         with progress.bars:
             result = loop.run(run_dir, resume=resume is not None)
-    except BaseException as exc:  # Ctrl-C or a crash: say what is safe on disk before the error is reported
-        if isinstance(exc, KeyboardInterrupt):
-            # Everything on disk is already consistent (atomic files, committed journal): a second Ctrl-C leaves at once.
-            signal.signal(signal.SIGINT, lambda *_: os._exit(130))
-        run_dir.discard_rounds_after(run_dir.complete_rounds())  # no half-done round is left to mislead anyone
-        report_stop(console, run_dir, loop.rows)
+    except BaseException:  # a stop (signal) or a crash: say what is safe on disk before the error is reported
+        if run_dir is not None:
+            _tidy(run_dir)
+            try:
+                report_stop(console, run_dir, loop.rows)
+            except OSError:  # a closed terminal (SIGHUP) takes no more output
+                pass
         raise
     console.print(results_table(result))
     if result.stopped:

@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from loopkit import stopping
 from loopkit.errors import LoopkitError, UnavailableError
 from loopkit.secrets import redact, remember
 from loopkit.tasks.base import Task
@@ -70,7 +71,8 @@ class LiteLLMTeacher(LLMTeacher):
     def __init__(self, params=None) -> None:
         super().__init__(params)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping = False  # set on Ctrl-C: no new call or retry is sent
+        self._stopping = False  # set on a stop (Ctrl-C, SIGTERM, SIGHUP): no new call or retry is sent
+        self._in_flight = 0  # calls sent and not yet answered
 
     @property
     def model_id(self) -> str:
@@ -106,13 +108,15 @@ class LiteLLMTeacher(LLMTeacher):
             self._loop = asyncio.new_event_loop()  # one loop for the teacher's life: litellm keeps state on it
         self._stopping = False
         batch = self._loop.create_task(self._complete_all(prompts, params, key, done))
+        # A stop (Ctrl-C, SIGTERM, SIGHUP) sends nothing new, but lets the calls in flight finish (they
+        # are paid for) and be journaled through ``done`` until its grace period ends; then it is raised.
         try:
-            results = self._loop.run_until_complete(batch)
+            with stopping.deferred(on_stop=self._stop_sending):
+                results = self._loop.run_until_complete(self._within_grace(batch))
         except KeyboardInterrupt:
-            # Ctrl-C: send nothing new, but let the calls in flight finish (they are paid for) and be
-            # journaled through ``done``; a second Ctrl-C interrupts this wait too.
-            self._stopping = True
-            self._loop.run_until_complete(batch)
+            if not batch.done():  # an interrupt no handler deferred (library use): the same wait
+                self._stop_sending()
+                self._loop.run_until_complete(self._within_grace(batch))
             raise
         failed = [r for r in results if isinstance(r, BaseException)]
         if not failed:
@@ -131,12 +135,33 @@ class LiteLLMTeacher(LLMTeacher):
 
         async def one(i: int, messages: Messages) -> Completion:
             async with gate:
-                completion = await self._complete_one(litellm, messages, params, key)
+                self._in_flight += 1
+                try:
+                    completion = await self._complete_one(litellm, messages, params, key)
+                finally:
+                    self._in_flight -= 1
             if done is not None:
                 done(i, completion)
             return completion
 
         return list(await asyncio.gather(*(one(i, m) for i, m in enumerate(prompts)), return_exceptions=True))
+
+    def _stop_sending(self) -> None:
+        self._stopping = True  # called from a signal handler: only set the flag
+
+    async def _within_grace(self, batch: asyncio.Task) -> list[Any]:
+        """The batch's results; once stopping, only until the grace period ends (then the calls in flight are abandoned)."""
+        deadline = None
+        while not batch.done():
+            if self._stopping and deadline is None:
+                deadline = stopping.deadline()
+            await asyncio.wait([batch], timeout=0.1 if deadline is None else max(deadline - time.monotonic(), 0))
+            if deadline is not None and not batch.done() and time.monotonic() >= deadline:
+                stopping.abandon(self._in_flight)
+                batch.cancel()
+                await asyncio.wait([batch], timeout=1.0)
+                return []
+        return batch.result()
 
     async def _complete_one(self, litellm: Any, messages: Messages, params: dict[str, Any], key: str | None) -> Completion:
         p = self.params
