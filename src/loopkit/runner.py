@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import warnings
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from loopkit.journal import FILENAME, Journal
 from loopkit.loop import Loop, RunResult
 from loopkit.plugins import registry
 from loopkit.recipe import ResolvedRecipe
-from loopkit.rundir import RunDir
+from loopkit.rundir import RunDir, releasing_run_locks
 
 
 class RichProgress:
@@ -81,9 +82,16 @@ def quiet_libraries() -> None:
 
 
 def start_run_dir(resolved: ResolvedRecipe, output: Path | None) -> RunDir:
+    """A new run directory (locked by this process) with its recipe.yaml and manifest.json."""
     run_dir = RunDir.create(output or resolved.recipe.output_dir, resolved.recipe.name)
-    run_dir.write_text("recipe.yaml", f"# resolved from {resolved.source}\n" + yaml.safe_dump(resolved.resolved_dict(), sort_keys=False))
-    run_dir.write_json("manifest.json", {"seed": resolved.recipe.seed, "recipe": resolved.source, **describe(registry())})
+    try:
+        run_dir.write_text("recipe.yaml", f"# resolved from {resolved.source}\n" + yaml.safe_dump(resolved.resolved_dict(), sort_keys=False))
+        run_dir.write_json("manifest.json", {"seed": resolved.recipe.seed, "recipe": resolved.source,
+                                             "recipe_fingerprint": run_dir.recipe_fingerprint(), **describe(registry())})
+    except OSError as exc:  # nothing is in it yet: leave no directory behind
+        run_dir.unlock()
+        shutil.rmtree(run_dir.path, ignore_errors=True)
+        raise run_dir.write_error(exc, "run again") or exc
     return run_dir
 
 
@@ -113,16 +121,21 @@ def results_table(result: RunResult) -> Table:
 
 
 def resumable(run_dir: Path, recipe: Path | None) -> Path:
-    """The recipe to resume ``run_dir`` with: ``recipe`` if given (checked later to be the run's), else the run's own."""
+    """The recipe to resume ``run_dir`` with: ``recipe`` if given (checked later to be the run's), else the run's own.
+
+    The run's recipe.yaml must be the one it started with (manifest.json records its fingerprint).
+    """
     if not (run_dir / "recipe.yaml").is_file() or not (run_dir / "round-000").is_dir():
         raise LoopkitError(f"--resume {run_dir}: not a loopkit run directory (no recipe.yaml and round-000); "
                            "give the directory `loopkit run` printed")
+    RunDir(run_dir).check_free()  # a second process on a run stops at once, having changed nothing
+    RunDir(run_dir).check_recipe_unchanged()
     return recipe if recipe is not None else run_dir / "recipe.yaml"
 
 
 def _check_same_recipe(resolved: ResolvedRecipe, run_dir: Path) -> None:
     """A run continues only under the recipe that started it (seed, data and components included)."""
-    stored = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8"))
+    stored = RunDir(run_dir).recipe()
     current = resolved.resolved_dict()
     changed = _first_difference(stored, current)
     if changed is not None:
@@ -142,6 +155,7 @@ def _first_difference(a, b, path: str = "") -> str | None:
     return None if a == b else (path or "the recipe")
 
 
+@releasing_run_locks  # the run it made or resumed is free again when it returns (the process may go on: tests)
 def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Console, use_cache: bool = True,
                      resume: Path | None = None) -> RunResult:
     quiet_libraries()
@@ -154,7 +168,8 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
     loop.load_student()  # a student that cannot load or be trained fails before a run directory exists
     if resume is not None:
         run_dir = RunDir(resume)
-        console.print(f"resuming {run_dir.path} after round {run_dir.complete_rounds()}", highlight=False)
+        done = loop.open(run_dir, resume=True)  # checks the run's files, then takes its lock; nothing written yet
+        console.print(f"resuming {run_dir.path} after round {done}", highlight=False)
     else:
         run_dir = start_run_dir(resolved, output)
         console.print(f"run directory: {run_dir.path}", highlight=False)
