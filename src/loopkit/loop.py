@@ -115,6 +115,7 @@ class Loop:
         self.run_dir: RunDir | None = None  # set by open
         self._took_lock = False  # whether open took the run's lock (then run releases it)
         self.done = -1  # the last complete round when the run was opened
+        self._writing: Any = None  # the directory of the round being made (named if a library's write fails)
         self.started = time.monotonic()
 
     def open(self, run_dir: RunDir, resume: bool = False) -> int:
@@ -157,7 +158,7 @@ class Loop:
             self._run()
         except BaseException as exc:
             self._settle()
-            failed = self.run_dir.write_error(exc, f"loopkit run --resume {self.run_dir.path}")
+            failed = self.run_dir.write_error(exc, f"loopkit run --resume {self.run_dir.path}", self._writing)
             if failed is not None:
                 raise failed from exc
             raise
@@ -224,6 +225,8 @@ class Loop:
         rows = run.rows()  # refuses a hole in the rounds: never redo a middle round over later complete ones
         run.check_journal()
         history, synthetic = [], []
+        for round in range(len(rows)):
+            run.check_round(round)
         for round in range(1, len(rows)):
             for n, row in enumerate(run.selected(round), 1):
                 self._check_seed(run.round_path(round) / "selected.jsonl", n, row)
@@ -264,7 +267,7 @@ class Loop:
 
     def _round(self, round: int, m: int) -> None:
         times: dict[str, float] = {}
-        out = self.run_dir.round_dir(round)
+        out = self._writing = self.run_dir.round_dir(round)
         calls_before = self.teacher_calls
         indices = self._select(round, m, times)
         selector_calls = self.teacher_calls - calls_before
@@ -397,7 +400,7 @@ class Loop:
         clock = time.monotonic()
         accuracy, rows = self._evaluate(round)
         times["evaluate"] = time.monotonic() - clock
-        out = self.run_dir.round_dir(round)
+        out = self._writing = self.run_dir.round_dir(round)
         self.run_dir.write_jsonl(out / "eval.jsonl", rows)
         if rows and "readings" in rows[0]:
             extra = {**extra, "accuracy_by_reading": {

@@ -189,12 +189,14 @@ class RunDir:
         later = [k for k in self._rounds() if k > done and self.is_complete(k)]
         if later:
             hole = self.round_path(done + 1)
-            what = "is missing" if not hole.is_dir() else f"has no {COMPLETE} marker"
             names = ", ".join(self.round_path(k).name for k in later)
+            if hole.is_dir():
+                what, restore = f"has no {COMPLETE} marker", f"restore {hole.name} (or its {COMPLETE} marker, if the round is whole)"
+            else:
+                what, restore = "is missing", f"restore {hole.name}"
             raise RunDirError(
-                f"{hole} {what} but later rounds are complete ({names}); restore {hole.name} (or its {COMPLETE} marker "
-                f"if the round is whole), or delete {names} to redo {'it' if len(later) == 1 else 'them'}"
-                + (f" from round {done}" if done >= 0 else "")
+                f"{hole} {what} but later rounds are complete ({names}); {restore}, or delete {names} and run "
+                f"loopkit run --resume {self.path} to redo the rounds from round {done + 1} on"
             )
         return done
 
@@ -209,14 +211,15 @@ class RunDir:
         for tmp in self.path.rglob(".*.tmp"):
             tmp.unlink(missing_ok=True)
 
-    def write_error(self, exc: BaseException, then: str) -> RunDirError | None:
+    def write_error(self, exc: BaseException, then: str, writing: Path | None = None) -> RunDirError | None:
         """A one-line RunDirError if ``exc`` is a write the system refused (disk full, file too large,
-        read-only, no permission), saying what to fix and ``then`` what to run; None for any other error."""
+        read-only, no permission), saying what to fix and ``then`` what to run; None for any other error.
+        ``writing``: where the failed write was, if the error does not say (a library's own writer)."""
         found = _write_failure(exc)
         if found is None:
             return None
         code, reason, filename = found
-        where = self.path / filename if filename else self.path  # a relative name is the run's (the journal)
+        where = self.path / filename if filename else writing or self.path  # a relative name is the run's (the journal)
         if code in (errno.EACCES, errno.EPERM) and not where.absolute().is_relative_to(self.path):
             return None  # a file that is not the run's: not this kind of problem
         if code in (errno.ENOSPC, errno.EDQUOT):
@@ -240,12 +243,12 @@ class RunDir:
         except OSError as exc:
             raise self.damaged(path, f"cannot be read ({exc.strerror})") from None
 
-    def read_json(self, relative: str | Path) -> Any:
+    def read_json(self, relative: str | Path, fix: str | None = None) -> Any:
         text = self.read_text(relative)
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise self.damaged(self.path / relative, f"is not valid JSON ({_json_problem(exc, text)})") from None
+            raise self.damaged(self.path / relative, f"is not valid JSON ({_json_problem(exc, text)})", fix) from None
 
     def read_jsonl(self, relative: str | Path) -> list[dict]:
         """The rows of a JSON-lines file: one JSON object per non-blank line."""
@@ -263,7 +266,33 @@ class RunDir:
         return rows
 
     def recipe(self) -> dict:
-        """The run's resolved recipe (recipe.yaml) as data."""
+        """The run's resolved recipe (recipe.yaml) as data, refused if it changed since the run started."""
+        data = self._recipe_data()
+        recorded = self.manifest().get("recipe_fingerprint")
+        if recorded is not None and recorded != _fingerprint(data):
+            raise RunDirError(
+                f"{self.path / 'recipe.yaml'} was changed after the run started (it no longer matches the fingerprint in "
+                f"manifest.json); restore the recipe the run was started with, or start a new run with the changed one "
+                f"(loopkit run {self.path / 'recipe.yaml'})"
+            )
+        return data
+
+    def recipe_fingerprint(self) -> str:
+        """The sha256 of recipe.yaml's data (comments and layout aside): what manifest.json records at the start."""
+        return _fingerprint(self._recipe_data())
+
+    def manifest(self) -> dict:
+        """manifest.json ({} for a run without one)."""
+        path = self.path / "manifest.json"
+        if not path.exists():
+            return {}
+        data = self.read_json(path, fix="restore it from a copy, or delete it (loopkit then knows no versions of the run "
+                                        "and no longer checks that recipe.yaml is unchanged)")
+        if not isinstance(data, dict):
+            raise self.damaged(path, "is not a JSON object")
+        return data
+
+    def _recipe_data(self) -> dict:
         import yaml
 
         try:
@@ -276,31 +305,6 @@ class RunDir:
         if not isinstance(data, dict):
             raise self.damaged(self.path / "recipe.yaml", "is not a recipe (a mapping of sections)")
         return data
-
-    def recipe_fingerprint(self) -> str:
-        """The sha256 of recipe.yaml's data (comments and layout aside): what manifest.json records at the start."""
-        import hashlib
-
-        return hashlib.sha256(json.dumps(_keyed(self.recipe()), sort_keys=True, default=str).encode()).hexdigest()
-
-    def manifest(self) -> dict:
-        """manifest.json ({} for a run without one)."""
-        if not (self.path / "manifest.json").exists():
-            return {}
-        data = self.read_json("manifest.json")
-        if not isinstance(data, dict):
-            raise self.damaged(self.path / "manifest.json", "is not a JSON object")
-        return data
-
-    def check_recipe_unchanged(self) -> None:
-        """Refuse a recipe.yaml that differs from the one the run started with (runs before fingerprints pass)."""
-        recorded = self.manifest().get("recipe_fingerprint")
-        if recorded is not None and recorded != self.recipe_fingerprint():
-            raise RunDirError(
-                f"{self.path / 'recipe.yaml'} was changed after the run started (it no longer matches the fingerprint in "
-                f"manifest.json); restore the recipe the run was started with, or start a new run with the changed one "
-                f"(loopkit run {self.path / 'recipe.yaml'})"
-            )
 
     def summary(self) -> dict | None:
         """summary.json as it is, or None if missing or unreadable (it is derived: the rounds are the truth)."""
@@ -340,6 +344,11 @@ class RunDir:
     def rows(self) -> list[dict]:
         """One summary row per complete round (from their metrics.json), refusing a hole in the rounds."""
         return [{k: m[k] for k in ROW_KEYS if k in m} for m in map(self.metrics, range(self.last_round() + 1))]
+
+    def check_round(self, round: int) -> None:
+        """Every JSON file of a complete round parses (what resume does not read itself included, e.g. eval.jsonl)."""
+        for path in sorted(self.round_path(round).glob("*.json*")):
+            self.read_jsonl(path) if path.suffix == ".jsonl" else self.read_json(path)
 
     def selected(self, round: int) -> list[dict]:
         """round-NNN/selected.jsonl: the seeds picked in that round, each with its pool ``index``."""
@@ -400,8 +409,10 @@ class RunDir:
             self.read_json(file)
         return path
 
-    def damaged(self, path: Path, problem: str) -> RunDirError:
+    def damaged(self, path: Path, problem: str, fix: str | None = None) -> RunDirError:
         """The error for a file of this run that cannot be used: what is wrong with it, and the ways out."""
+        if fix is not None:
+            return RunDirError(f"{path} {problem}; {fix}")
         try:
             first = Path(path).absolute().relative_to(self.path).parts[0]
         except (ValueError, IndexError):
@@ -482,8 +493,8 @@ def _write_failure(exc: BaseException) -> tuple[int, str, str | None] | None:
 
 
 def _json_problem(exc: json.JSONDecodeError, text: str) -> str:
-    where = f"line {exc.lineno}, column {exc.colno}"
-    return f"{exc.msg} at {where}; truncated?" if exc.pos >= len(text.rstrip()) else f"{exc.msg} at {where}"
+    where = f"{exc.msg}: line {exc.lineno}, column {exc.colno}"
+    return f"{where}; truncated?" if exc.pos >= len(text.rstrip()) else where
 
 
 def _validation_problem(exc: ValidationError) -> str:
@@ -494,6 +505,12 @@ def _validation_problem(exc: ValidationError) -> str:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _fingerprint(recipe: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(_keyed(recipe), sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _keyed(value: Any) -> Any:

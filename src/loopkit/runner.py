@@ -129,7 +129,7 @@ def resumable(run_dir: Path, recipe: Path | None) -> Path:
         raise LoopkitError(f"--resume {run_dir}: not a loopkit run directory (no recipe.yaml and round-000); "
                            "give the directory `loopkit run` printed")
     RunDir(run_dir).check_free()  # a second process on a run stops at once, having changed nothing
-    RunDir(run_dir).check_recipe_unchanged()
+    RunDir(run_dir).recipe()  # damaged, or changed since the run started: refused here
     return recipe if recipe is not None else run_dir / "recipe.yaml"
 
 

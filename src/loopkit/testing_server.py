@@ -5,7 +5,8 @@ of ``teachers.llm`` expects: call 1 (a prompt starting "Here is an example quest
 question, call 2 a worked answer ending in ``#### 42``; judge and referee prompts get grades (1-10)
 that depend on the prompt. Faults are queued one per request: a 429
 with Retry-After, a 500, an answer slower than a client's timeout, malformed JSON. ``delay`` adds
-latency to every reply; ``peak`` is the most requests it answered at once.
+latency to every reply; ``peak`` is the most requests it answered at once. ``allow(n)`` answers
+only n more requests and holds the rest (a client that stays mid-round as long as a test needs).
 
     with ChatServer() as server:      # started on a free port
         server.delay = 0.2
@@ -46,6 +47,11 @@ class ChatServer:
         self.authorization: set[str] = set()
         self.answered: Counter[str] = Counter()  # successful replies per distinct request body
         self.lock = threading.Lock()
+        self.allowance: int | None = None  # requests still answered before the rest are held (None: all)
+        self._gate = threading.Condition()
+        self._dropped = 0  # held requests up to this ticket are refused (503) instead of answered
+        self._tickets = 0
+        self.held = 0  # requests waiting for the allowance now
         self.url = ""
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -63,7 +69,10 @@ class ChatServer:
                     chat.in_flight += 1
                     chat.peak = max(chat.peak, chat.in_flight)
                 time.sleep(chat.delay)
-                status, headers, data = chat.reply(self.headers, body)
+                if chat.admit():
+                    status, headers, data = chat.reply(self.headers, body)
+                else:
+                    status, headers, data = 503, {}, b'{"error": {"message": "dropped"}}'
                 with chat.lock:
                     chat.in_flight -= 1
                 try:
@@ -82,12 +91,36 @@ class ChatServer:
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
         return self
 
+    def allow(self, n: int | None, drop_held: bool = False) -> None:
+        """Answer only ``n`` more requests (None: every one); ``drop_held``: refuse the requests held now
+        (their client is gone: answering them would count calls nobody received)."""
+        with self._gate:
+            self.allowance = n
+            if drop_held:
+                self._dropped = self._tickets
+            self._gate.notify_all()
+
+    def admit(self) -> bool:
+        """Wait while the allowance is used up; False if this request was dropped meanwhile."""
+        with self._gate:
+            self._tickets += 1
+            ticket = self._tickets
+            self.held += 1
+            self._gate.wait_for(lambda: ticket <= self._dropped or self.allowance is None or self.allowance > 0)
+            self.held -= 1
+            if ticket <= self._dropped:
+                return False
+            if self.allowance is not None:
+                self.allowance -= 1
+            return True
+
     @property
     def duplicates(self) -> int:
         """Requests answered again although an identical request had been answered before: paid twice."""
         return sum(n - 1 for n in self.answered.values())
 
     def stop(self) -> None:
+        self.allow(None, drop_held=True)  # no handler thread stays waiting
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
