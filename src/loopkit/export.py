@@ -6,13 +6,14 @@ No printing: the CLI says where things went.
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from loopkit.errors import LoopkitError
-from loopkit.rundir import COMPLETE, RunDir
+from loopkit.rundir import COMPLETE, RunDir, refused_write
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -160,13 +161,20 @@ def export_run(run_dir: str | Path, to: str | Path, round: int | None = None, me
 
     datasets.disable_progress_bars()
     created = not target.exists()
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LoopkitError(f"cannot create {target}: {exc.strerror}; choose another --to directory") from None
     try:
         kind = export_model(model_dir, target / "model", merge, run)
         data_dir = target / "data"
         datasets.Dataset.from_list(rows, features=_features()).save_to_disk(str(data_dir))
         (data_dir / "README.md").write_text(card, encoding="utf-8")
-    except BaseException:  # no half-written export left behind
+    except BaseException as exc:  # no half-written export left behind
         _remove(target, keep_dir=not created)
+        refused = refused_write(exc)
+        if refused is not None:
+            space = "free space, or " if refused[0] in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+            raise LoopkitError(f"cannot write the export in {target}: {refused[1]}; {space}choose another --to directory") from None
         raise
     return ExportResult(round, target / "model", kind, data_dir, len(rows))

@@ -113,7 +113,6 @@ class Loop:
         self.stopped: str | None = None  # why the run ended before its last round (a budget cap)
         self._loaded: Any = None  # the untrained student, once load_student ran
         self.run_dir: RunDir | None = None  # set by open
-        self._took_lock = False  # whether open took the run's lock (then run releases it)
         self.done = -1  # the last complete round when the run was opened
         self._writing: Any = None  # the directory of the round being made (named if a library's write fails)
         self.started = time.monotonic()
@@ -131,14 +130,13 @@ class Loop:
         if resume:
             run_dir.check_free()  # a second process stops here, before it reads, loads or writes anything
             model = self._restore(model)
-        self._took_lock = run_dir.lock()
+        run_dir.lock()  # held until run() ends (a new run's directory was locked as it was made)
         try:
             if resume and run_dir.complete_rounds() != self.done:  # another process completed rounds meanwhile
                 model = self._restore(self.load_student())
             self.teacher.open(run_dir.path, use_cache=self.use_cache)
         except BaseException:
-            if self._took_lock:
-                run_dir.unlock()
+            run_dir.unlock()
             raise
         self._loaded = None
         self.student = self._student(model)
@@ -163,8 +161,7 @@ class Loop:
                 raise failed from exc
             raise
         finally:
-            if self._took_lock:
-                self.run_dir.unlock()
+            self.run_dir.unlock()
         return RunResult(self.run_dir, self.rows, self.stopped)
 
     def _run(self) -> None:

@@ -74,7 +74,8 @@ class RunDir:
     # -- the lock ---------------------------------------------------------------------------------
 
     def lock(self) -> bool:
-        """Hold this run until ``unlock`` or the end of the process; False if this process holds it already.
+        """Hold this run until ``unlock`` (``Loop.run`` unlocks as it ends) or the end of the process; False if
+        this process holds it already.
 
         RunInUseError (naming the holder) if another process holds it; nothing is changed then.
         """
@@ -87,7 +88,7 @@ class RunDir:
             raise self.write_error(exc, f"loopkit run --resume {self.path}") or exc
         try:
             if not _flock(fd, fcntl.LOCK_EX, tries=20):
-                raise RunInUseError(f"{self.path} is in use by {_holder(fd)}; wait for it to end (or stop it), then try again")
+                raise self._in_use(_holder(fd))
         except BaseException:
             os.close(fd)
             raise
@@ -109,7 +110,10 @@ class RunDir:
         """RunInUseError (naming the holder) if another process holds this run; takes and changes nothing."""
         holder = self.holder()
         if holder is not None:
-            raise RunInUseError(f"{self.path} is in use by {holder}; wait for it to end (or stop it), then try again")
+            raise self._in_use(holder)
+
+    def _in_use(self, holder: str) -> RunInUseError:
+        return RunInUseError(f"{self.path} is in use by {holder}; wait for it to end (or stop it), then try again")
 
     def holder(self) -> str | None:
         """Which other process holds this run (for readers such as ``compare``), or None. Holds nothing itself."""
@@ -202,7 +206,10 @@ class RunDir:
 
     def discard_rounds_after(self, round: int) -> None:
         """Remove what an interrupted run left half-done: stray temp files, and the rounds after ``round`` that
-        are not complete and come after every complete round (a complete round is never removed)."""
+        are not complete and come after every complete round (a complete round is never removed).
+        Only the process holding the run removes anything: another one may be making that round now."""
+        if self.path.resolve() not in _held:
+            return
         rounds = self._rounds()
         last = max([round, *(k for k in rounds if self.is_complete(k))])
         for k in rounds:
@@ -215,7 +222,7 @@ class RunDir:
         """A one-line RunDirError if ``exc`` is a write the system refused (disk full, file too large,
         read-only, no permission), saying what to fix and ``then`` what to run; None for any other error.
         ``writing``: where the failed write was, if the error does not say (a library's own writer)."""
-        found = _write_failure(exc)
+        found = refused_write(exc)
         if found is None:
             return None
         code, reason, filename = found
@@ -474,8 +481,12 @@ _SQLITE = {"SQLITE_FULL": errno.ENOSPC, "SQLITE_READONLY": errno.EROFS, "SQLITE_
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how Rust-backed libraries (safetensors, tokenizers) report one
 
 
-def _write_failure(exc: BaseException) -> tuple[int, str, str | None] | None:
-    """(errno, reason, file or None) if ``exc`` (or what caused it) is a refused write, else None."""
+def refused_write(exc: BaseException) -> tuple[int, str, str | None] | None:
+    """(errno, reason, file or None) if ``exc`` (or what caused it) is a write the system refused, else None.
+
+    Libraries report these their own ways: OSError, sqlite3's SQLITE_FULL, Rust's "(os error 28)",
+    or only the system's words (pyarrow).
+    """
     seen = 0
     while exc is not None and seen < 8:
         if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
@@ -488,6 +499,9 @@ def _write_failure(exc: BaseException) -> tuple[int, str, str | None] | None:
         found = _OS_ERROR.search(str(exc))
         if found and int(found.group(1)) in _WRITE_ERRNOS:
             return int(found.group(1)), os.strerror(int(found.group(1))), None
+        for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+            if os.strerror(code) in str(exc):
+                return code, os.strerror(code), None
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return None
 
@@ -565,19 +579,3 @@ def _safetensors_problem(path: Path) -> str | None:
         return f"is {'truncated' if 8 + length + end > size else 'damaged'} ({size} bytes; its tensors end at byte {8 + length + end})"
     return None
 
-
-def releasing_run_locks(function):
-    """Decorate ``function`` so that the run locks it takes (the runs it makes or resumes) are released when it
-    returns or raises; a process that goes on afterwards (a test, a notebook) leaves those runs free."""
-    import functools
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        before = set(_held)
-        try:
-            return function(*args, **kwargs)
-        finally:
-            for path in set(_held) - before:
-                RunDir(path).unlock()
-
-    return wrapper

@@ -22,7 +22,7 @@ from loopkit.journal import FILENAME, Journal
 from loopkit.loop import Loop, RunResult
 from loopkit.plugins import registry
 from loopkit.recipe import ResolvedRecipe
-from loopkit.rundir import RunDir, releasing_run_locks
+from loopkit.rundir import RunDir
 
 
 class RichProgress:
@@ -155,7 +155,6 @@ def _first_difference(a, b, path: str = "") -> str | None:
     return None if a == b else (path or "the recipe")
 
 
-@releasing_run_locks  # the run it made or resumed is free again when it returns (the process may go on: tests)
 def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Console, use_cache: bool = True,
                      resume: Path | None = None) -> RunResult:
     quiet_libraries()
