@@ -22,7 +22,7 @@ from loopkit.errors import DataError, LoopkitError, RecipeError, RunDirError, Un
 from loopkit.progress import NullProgress, Progress
 from loopkit.recipe import ResolvedRecipe
 from loopkit.records import Sample, normalize_question
-from loopkit.rundir import ROW_KEYS, RunDir  # noqa: F401  (ROW_KEYS: a summary row, re-exported)
+from loopkit.rundir import RunDir
 from loopkit.seeding import derive_seed
 from loopkit.selectors.base import call_select
 from loopkit.signals import VECTORS, needs_answers, student_signals, teacher_signals
@@ -239,12 +239,14 @@ class Loop:
     def _check_seed(self, path, n: int, row: dict) -> None:
         """A selection names a seed of the pool this recipe's task gives now (else the data changed since the run began)."""
         index, pool = row["index"], self.data.pool
-        if index >= len(pool) or ("id" in row and pool[index].id != row["id"]):
-            where = f"seed {index} is not in" if index >= len(pool) else f"seed {index} differs from seed {index} of"
-            raise RunDirError(
-                f"{path}: row {n}: {where} the task's pool ({len(pool)} seeds): the task's data changed since the run "
-                "started; restore the data the run was started with, or start a new run"
-            )
+        if index >= len(pool):
+            problem = f"names seed {index}, but the task's pool has {len(pool)} seeds"
+        elif "id" in row and pool[index].id != row["id"]:
+            problem = f"names seed {index} as {row['id']}, but the task's seed {index} is now {pool[index].id}"
+        else:
+            return
+        raise RunDirError(f"{path}: row {n} {problem}: the task's data changed since the run started; restore the data "
+                          "the run was started with, or start a new run")
 
     def _saved_student(self, done: int, untrained: Any) -> Any:
         """The student as it was after round ``done``: the model the last round that trained saved."""

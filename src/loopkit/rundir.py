@@ -62,11 +62,15 @@ class RunDir:
                 path = parent / (f"{name}-{stamp}" + (f"-{n}" if n else ""))
                 try:
                     path.mkdir()
-                    run = cls(path)
-                    run.lock()
-                    return run
                 except FileExistsError:
                     continue
+                run = cls(path)
+                try:
+                    run.lock()
+                except BaseException:  # e.g. no space even for the lock file: leave no empty run behind
+                    shutil.rmtree(path, ignore_errors=True)
+                    raise
+                return run
         except OSError as exc:
             raise LoopkitError(f"cannot create a run directory in {parent}: {exc.strerror}; choose another --output") from None
         raise LoopkitError(f"too many runs named {name} at {stamp} in {parent}")
@@ -85,7 +89,7 @@ class RunDir:
         try:
             fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise self.write_error(exc, f"loopkit run --resume {self.path}") or exc
+            raise self.write_error(exc, "try again") or exc
         try:
             if not _flock(fd, fcntl.LOCK_EX, tries=20):
                 raise self._in_use(_holder(fd))
