@@ -83,32 +83,48 @@ def _overrides(server):
     return ["--set", "teacher.name=litellm", "--set", teacher]
 
 
-def test_a_second_resume_stops_at_once_readers_work_beside_the_writer_and_a_killed_writer_leaves_no_lock(
-        write_recipe, tmp_path):
-    """Two processes on one run (a resubmitted job): the second exits 1 naming the first's pid and pays
-    for nothing; report, export and compare read the run in progress; kill -9 frees it for --resume."""
+def _popen(*args):
+    return subprocess.Popen([sys.executable, "-m", "loopkit.cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env())
+
+
+def _wait_until(condition, proc, what):
+    deadline = time.monotonic() + 240
+    while not condition():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_two_resumes_of_one_run_the_second_stops_at_once_and_readers_work_beside_the_first(write_recipe, tmp_path):
+    """A resubmitted job: the second `--resume` exits 1 naming the first's pid and pays for nothing; report,
+    export and compare read the run in progress; a writer killed with -9 leaves no stale lock."""
     pytest.importorskip("litellm")
     from loopkit.compare import Arm, arm_state
     from loopkit.testing_server import ChatServer
 
     out = tmp_path / "runs"
     with ChatServer() as server:
-        server.allow(12)  # round 1's 6 questions and 6 answers; round 2's calls are held: the writer stays mid-run
-        writer = subprocess.Popen([sys.executable, "-m", "loopkit.cli", "run", write_recipe(), "-o", out, *_overrides(server)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env())
+        server.allow(12)  # round 1's 6 questions and 6 answers; round 2's calls are held
+        killed = _popen("run", write_recipe(), "-o", out, *_overrides(server))
         try:
-            deadline = time.monotonic() + 240
-            while not (list(out.glob("*/round-001/COMPLETE")) and server.held >= 1):
-                assert writer.poll() is None, writer.communicate()[0]
-                assert time.monotonic() < deadline, "the writer never reached round 2's teacher calls"
-                time.sleep(0.1)
-            (run,) = out.iterdir()
+            _wait_until(lambda: list(out.glob("*/round-001/COMPLETE")) and server.held >= 1, killed, "no round 2 call")
+        finally:
+            killed.kill()  # SIGKILL mid-round: no chance to clean up
+            killed.wait()
+        (run,) = out.iterdir()
+        assert RunDir(run).holder() is None  # the kernel released its lock: nothing stale
+
+        server.allow(0, drop_held=True)  # the killed run's held calls are never answered; the resume's are held
+        first = _popen("run", "--resume", run)
+        try:
+            _wait_until(lambda: server.held >= 1, first, "the resume never reached round 2's teacher calls")
             before, requests = snapshot(run), server.requests
 
             second = loopkit("run", "--resume", run)
             assert second.returncode == 1, second.stdout + second.stderr
             assert len(lines(second)) == 1, lines(second)
-            assert f"Error: {run} is in use by loopkit process {writer.pid} on {socket.gethostname()}" in lines(second)[0]
+            assert f"Error: {run} is in use by loopkit process {first.pid} on {socket.gethostname()}" in lines(second)[0]
             assert snapshot(run) == before and server.requests == requests  # it changed nothing and called nothing
 
             report = CliRunner().invoke(build_app(), ["report", str(run), "--out", str(tmp_path / "report")])
@@ -118,15 +134,12 @@ def test_a_second_resume_stops_at_once_readers_work_beside_the_writer_and_a_kill
             assert export.exit_code == 0 and "round 1 student" in export.output, export.output
             assert arm_state(out, Arm("tiny-test", "loss", 3), 2) == ("running", run)
             assert snapshot(run) == before
-        finally:
-            writer.kill()
-            writer.wait()
 
-        assert RunDir(run).holder() is None  # no stale lock
-        server.allow(None, drop_held=True)  # the killed writer's held calls are never answered
-        resumed = loopkit("run", "--resume", run)
-        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-        assert f"resuming {run} after round 1" in resumed.stdout
+            server.allow(None)
+            assert first.wait(timeout=240) == 0, first.communicate()[0]
+        finally:
+            first.kill()
+            first.wait()
         assert server.duplicates == 0
     summary = json.loads((run / "summary.json").read_text())
     assert [r["round"] for r in summary["rounds"]] == [0, 1, 2] and RunDir(run).last_round() == 2

@@ -440,7 +440,7 @@ class RunDir:
     def _rounds(self) -> list[int]:
         """The numbers of every round directory, complete or not, in order."""
         found = (_ROUND.fullmatch(p.name) for p in self.path.iterdir() if p.is_dir()) if self.path.is_dir() else ()
-        return sorted(int(m.group(1)) for m in found if m)
+        return sorted(int(m.group(1)) for m in found if m and m.group(0) == self.round_path(int(m.group(1))).name)
 
 
 def _flock(fd: int, mode: int, tries: int) -> bool:

@@ -97,7 +97,7 @@ class ChatServer:
         with self._gate:
             self.allowance = n
             if drop_held:
-                self._dropped = self._tickets
+                self._dropped, self.held = self._tickets, 0
             self._gate.notify_all()
 
     def admit(self) -> bool:
@@ -107,9 +107,9 @@ class ChatServer:
             ticket = self._tickets
             self.held += 1
             self._gate.wait_for(lambda: ticket <= self._dropped or self.allowance is None or self.allowance > 0)
-            self.held -= 1
             if ticket <= self._dropped:
                 return False
+            self.held -= 1
             if self.allowance is not None:
                 self.allowance -= 1
             return True
