@@ -62,10 +62,12 @@ def _read_run(path: Path) -> Run:
     run = RunDir(path)
     recipe = run.recipe()
     try:
-        arm = "static" if recipe["loop"]["mode"] == "static" else recipe["selector"]["name"]
+        arm = "static" if recipe["loop"]["mode"] == "static" else str(recipe["selector"]["name"])
         seed, task = recipe["seed"], recipe["task"]
+        if not isinstance(seed, int) or not isinstance(task, dict):
+            raise TypeError
     except (KeyError, TypeError):
-        raise run.damaged(path / "recipe.yaml", "lacks loop.mode, selector.name, seed or task") from None
+        raise run.damaged(path / "recipe.yaml", "lacks loop.mode, selector.name, an integer seed or the task") from None
     if (path / "round-000").is_dir():
         rows = run.rows()
         fidelity = [{**row, "round": t} for t in range(len(rows)) for row in run.fidelity(t)]
