@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,8 @@ CORPUS = Path(__file__).resolve().parent / "bad_inputs"
 BASE = CORPUS / "_tiny.yaml"
 INDEX = CORPUS / "cases.yaml"
 CASES = yaml.safe_load(INDEX.read_text(encoding="utf-8"))["cases"]
-FIELDS = {"file", "command", "args", "argv", "env", "expect", "forbid", "absent", "subprocess", "timeout", "known_bad"}
+FIELDS = {"file", "command", "args", "argv", "env", "expect", "forbid", "absent", "subprocess", "timeout", "known_bad",
+          "run_files"}
 COMMANDS = {"validate", "run", "export", "report", "compare"}
 
 
@@ -58,6 +60,17 @@ def _make_run_dir(parent: Path) -> Path:
         '{"round": 0, "samples": 0, "teacher_calls": 0, "accuracy": 0.0, "seconds": {}, "elapsed": 0.0}\n', encoding="utf-8")
     (run_dir / "round-000" / "COMPLETE").write_text("2026-01-01T00:00:00+0000\n", encoding="utf-8")
     return run_dir
+
+
+def _damage(run_dir: Path, files: dict[str, str | None]) -> None:
+    """A case's ``run_files``: write each file (text) into the run directory, or remove it (null)."""
+    for relative, text in files.items():
+        path = run_dir / relative
+        if text is None:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(text.encode("latin-1"))  # \xNN escapes in the YAML are bytes (a binary file's header)
 
 
 def _argv(case: dict, values: dict[str, str]) -> list[str]:
@@ -130,9 +143,11 @@ def test_bad_input(case, tmp_path, monkeypatch):
     run_dir = _make_run_dir(tmp_path / "existing") if "{run_dir}" in argv_template else None
     if run_dir is not None:
         values["run_dir"] = str(run_dir)
+        _damage(run_dir, case.get("run_files") or {})
     argv = _argv(case, values)
     corpus_before = _snapshot(CORPUS)
     run_dir_before = _snapshot(run_dir) if run_dir is not None else None
+    half_made_before = _half_made(tmp_path)  # what a case's run_files made on purpose
 
     result = _invoke(case, argv, tmp_path)
 
@@ -149,7 +164,7 @@ def test_bad_input(case, tmp_path, monkeypatch):
 
     assert not out.exists() or not any(out.iterdir()), f"{shown}\nleft behind: {sorted(out.rglob('*'))}"
     assert not (tmp_path / "export").exists(), f"{shown}\nleft a half export"
-    assert _half_made(tmp_path) == [], shown
+    assert _half_made(tmp_path) == half_made_before, shown
     assert _snapshot(CORPUS) == corpus_before, f"{shown}\nthe case changed tests/bad_inputs/"
     if run_dir is not None:
         assert _snapshot(run_dir) == run_dir_before, f"{shown}\nthe case changed the run directory it was given"

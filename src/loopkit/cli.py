@@ -302,9 +302,12 @@ def build_app() -> typer.Typer:
 
         check_dir_target(out, "--out")
         data = summarize(find_runs(paths), target)
-        out.mkdir(parents=True, exist_ok=True)
-        pngs = plot(data, out)
-        (out / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            pngs = plot(data, out)
+            (out / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:  # a read-only run directory, a full disk: the numbers are fine, the place is not
+            raise LoopkitError(f"cannot write the report in {out}: {exc.strerror}; choose another --out directory") from None
 
         def cell(m, fmt="{:.1%}"):
             return "-" if m["mean"] is None else f"{fmt.format(m['mean'])} ± {fmt.format(m['se'])}"

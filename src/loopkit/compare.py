@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import json
 import os
 import signal
 import subprocess
@@ -32,6 +31,7 @@ from typing import Callable
 from loopkit import stopping
 from loopkit.errors import LoopkitError
 from loopkit.recipe import ResolvedRecipe
+from loopkit.rundir import RunDir
 
 STATIC = "static"
 
@@ -64,17 +64,17 @@ def plan_arms(resolved: ResolvedRecipe, selectors: list[str], seeds: int, static
 
 
 def arm_state(directory: Path, arm: Arm, last_round: int) -> tuple[str, Path | None]:
-    """("done" | "partial" | "new", its run directory)."""
+    """("done" | "partial" | "new" | "running", its run directory); "running": another process holds the run."""
     runs = sorted(p for p in directory.glob(f"{arm.name}-*") if p.is_dir() and (p / "recipe.yaml").exists())
     if not runs:
         return "new", None
-    run = runs[-1]
-    summary = run / "summary.json"
-    if summary.exists():
-        data = json.loads(summary.read_text(encoding="utf-8"))
-        if data.get("stopped") or (data["rounds"] and data["rounds"][-1]["round"] == last_round):
-            return "done", run
-    return "partial", run
+    run = RunDir(runs[-1])
+    if run.holder() is not None:
+        return "running", run.path
+    summary = run.summary() or {}  # only for a budget stop; the rounds themselves say how far the run got
+    if summary.get("stopped") or run.complete_rounds() >= last_round:
+        return "done", run.path
+    return "partial", run.path
 
 
 class Arms:
@@ -135,6 +135,10 @@ def run_arms(recipe_path: Path, resolved: ResolvedRecipe, arms: list[Arm], direc
         if state == "done":
             on_change(arm, "done (skipped)")
             return "done"
+        if state == "running":  # another process runs it (an earlier compare still going): never a second one
+            result = f"failed ({run} is in use by {RunDir(run).holder() or 'another process'}; run compare again once it ends)"
+            on_change(arm, result)
+            return result
         sets = [*extra_overrides, *arm.overrides, f"name={arm.name}", f"seed={arm.seed}"]
         command = [sys.executable, "-m", "loopkit.cli", "run", str(recipe_path), "-o", str(directory)]
         if state == "partial":

@@ -34,3 +34,11 @@ class UnavailableError(LoopkitError):
 
     ``loopkit validate`` reports it as a warning (the recipe itself is fine); ``run`` stops on it.
     """
+
+
+class RunDirError(LoopkitError):
+    """A run directory that cannot be used as it is: a damaged file, a hole in its rounds, a failed write."""
+
+
+class RunInUseError(RunDirError):
+    """Another process holds the run directory (its lock)."""

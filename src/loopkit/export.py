@@ -6,6 +6,7 @@ No printing: the CLI says where things went.
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from dataclasses import dataclass
@@ -13,8 +14,7 @@ from pathlib import Path
 
 from loopkit.errors import LoopkitError
 from loopkit.files import check_dir_target
-from loopkit.records import read_samples
-from loopkit.rundir import COMPLETE
+from loopkit.rundir import COMPLETE, RunDir, refused_write
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -28,37 +28,22 @@ class ExportResult:
     rows: int
 
 
-def _round_dir(run: Path, round: int) -> Path:
-    return run / f"round-{round:03d}"
-
-
-def _model_dir(run: Path, round: int) -> Path:
-    return _round_dir(run, round) / "train" / "model"
-
-
-def _complete_rounds(run: Path) -> list[int]:
-    rounds = []
-    for path in run.glob("round-*"):
-        suffix = path.name.removeprefix("round-")
-        if suffix.isdigit() and (path / COMPLETE).exists():
-            rounds.append(int(suffix))
-    return sorted(rounds)
-
-
-def pick_round(run: Path, round: int | None) -> int:
+def pick_round(run: RunDir, round: int | None) -> int:
     """``round`` if it is complete and has a saved model; by default the last such round."""
+    last = run.last_round()  # refuses a hole in the rounds
+    complete = list(range(last + 1))
     if round is None:
-        with_model = [t for t in _complete_rounds(run) if _model_dir(run, t).is_dir()]
+        with_model = [t for t in complete if run.has_model(t)]
         if not with_model:
-            raise LoopkitError(f"{run} has no complete round with a saved model (train/model); nothing to export")
+            raise LoopkitError(f"{run.path} has no complete round with a saved model (train/model); nothing to export")
         return with_model[-1]
-    if not _round_dir(run, round).is_dir():
-        raise LoopkitError(f"{run} has no round {round}; complete rounds: {_complete_rounds(run) or 'none'}")
-    if not (_round_dir(run, round) / COMPLETE).exists():
-        raise LoopkitError(f"round {round} of {run} is incomplete (no {COMPLETE} marker); choose a complete round")
-    if not _model_dir(run, round).is_dir():
+    if not run.round_path(round).is_dir():
+        raise LoopkitError(f"{run.path} has no round {round}; complete rounds: {complete or 'none'}")
+    if not run.is_complete(round):
+        raise LoopkitError(f"round {round} of {run.path} is incomplete (no {COMPLETE} marker); choose a complete round")
+    if not run.has_model(round):
         raise LoopkitError(
-            f"round {round} of {run} has no saved model (train/model); round 0 is the untrained student, "
+            f"round {round} of {run.path} has no saved model (train/model); round 0 is the untrained student, "
             "and trainer.params.save_model: false saves none"
         )
     return round
@@ -75,7 +60,7 @@ def _remove(target: Path, keep_dir: bool) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def export_model(source: Path, target: Path, merge: bool, run: Path | None = None) -> str:
+def export_model(source: Path, target: Path, merge: bool, run: RunDir | None = None) -> str:
     """Copy the student (full weights or a LoRA adapter), or merge an adapter into its base.
 
     An adapter that names no base (a student built in code, such as ``tiny``) is merged into the
@@ -101,18 +86,18 @@ def export_model(source: Path, target: Path, merge: bool, run: Path | None = Non
     return "merged"
 
 
-def _student_base(run: Path | None, source: Path):
+def _student_base(run: RunDir | None, source: Path):
     """The untrained student of the run, rebuilt from its recipe.yaml (for adapters that name no base)."""
-    import yaml
-
     from loopkit.teachers.hf import ModelSpec
 
-    recipe = run / "recipe.yaml" if run is not None else None
-    if recipe is None or not recipe.is_file():
+    if run is None or not (run.path / "recipe.yaml").is_file():
         raise LoopkitError(f"cannot merge: {source / ADAPTER_CONFIG} names no base model and the run has no recipe.yaml "
                            "to rebuild it from; export without --merge to get the adapter")
-    data = yaml.safe_load(recipe.read_text(encoding="utf-8"))
-    student = ModelSpec(name=data["student"]["name"], params=data["student"].get("params") or {})
+    data = run.recipe()
+    try:
+        student = ModelSpec(name=data["student"]["name"], params=data["student"].get("params") or {})
+    except (KeyError, TypeError, AttributeError):
+        raise run.damaged(run.path / "recipe.yaml", "has no student section") from None
     model, _ = student.build().load(data.get("seed", 0))
     return model.cpu()
 
@@ -130,26 +115,20 @@ def _load_base(base_path: str, source: Path):
         ) from None
 
 
-def synthetic_rows(run: Path, round: int) -> list[dict]:
+def synthetic_rows(run: RunDir, round: int) -> list[dict]:
     """Every synthetic sample of rounds 1..``round``; ``meta`` as a JSON string (its shape varies)."""
-    rows = []
-    for t in range(1, round + 1):
-        path = _round_dir(run, t) / "synthetic.jsonl"
-        if path.exists():
-            for s in read_samples(path):
-                rows.append({**s.model_dump(exclude={"meta"}), "meta": json.dumps(s.meta, ensure_ascii=False)})
-    return rows
+    return [{**s.model_dump(exclude={"meta"}), "meta": json.dumps(s.meta, ensure_ascii=False)}
+            for t in range(1, round + 1) for s in run.samples(t)]
 
 
-def dataset_card(run: Path, round: int, rows: int) -> str:
+def dataset_card(run: RunDir, round: int, rows: int) -> str:
     """A dataset card: YAML front matter with the tags, then the run's recipe and versions."""
-    recipe = run / "recipe.yaml"
-    manifest = run / "manifest.json"
-    recipe_text = recipe.read_text(encoding="utf-8").rstrip() if recipe.exists() else "# not recorded in this run directory"
-    manifest_text = manifest.read_text(encoding="utf-8").rstrip() if manifest.exists() else "{}"
+    run.recipe()  # a damaged recipe.yaml is named, not copied into the card
+    recipe_text = run.read_text("recipe.yaml").rstrip()
+    manifest_text = json.dumps(run.manifest(), indent=2, ensure_ascii=False)
     return (
         "---\ntags:\n- synthetic\n- loopkit\n---\n\n"
-        f"# Synthetic data from the loopkit run `{run.name}`\n\n"
+        f"# Synthetic data from the loopkit run `{run.path.name}`\n\n"
         f"{rows} synthetic samples written by the teacher in rounds 1-{round} of the closed loop "
         "(each round's `synthetic.jsonl`). Columns follow loopkit's `Sample`; `meta` is a JSON string.\n\n"
         f"## Recipe\n\n```yaml\n{recipe_text}\n```\n\n"
@@ -168,24 +147,36 @@ def _features():
 
 
 def export_run(run_dir: str | Path, to: str | Path, round: int | None = None, merge: bool = False) -> ExportResult:
-    """Write ``to/model`` (the student of ``round``) and ``to/data`` (its synthetic data and card)."""
-    run, target = Path(run_dir), Path(to)
-    if not run.is_dir() or not (_round_dir(run, 0)).is_dir():
-        raise LoopkitError(f"{run} is not a loopkit run directory (no round-000); give the directory `loopkit run` printed")
+    """Write ``to/model`` (the student of ``round``) and ``to/data`` (its synthetic data and card).
+
+    Reads only complete rounds and never takes the run's lock: a run in progress can be exported.
+    """
+    run, target = RunDir(run_dir), Path(to)
+    if not run.path.is_dir() or not run.round_path(0).is_dir():
+        raise LoopkitError(f"{run_dir} is not a loopkit run directory (no round-000); give the directory `loopkit run` printed")
     _check_target(target)
     round = pick_round(run, round)
+    model_dir = run.model_dir(round)  # checked whole: a truncated model is named, not copied
+    rows = synthetic_rows(run, round)
+    card = dataset_card(run, round, len(rows))
     import datasets
 
     datasets.disable_progress_bars()
-    rows = synthetic_rows(run, round)
     created = not target.exists()
-    target.mkdir(parents=True, exist_ok=True)
     try:
-        kind = export_model(_model_dir(run, round), target / "model", merge, run)
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LoopkitError(f"cannot create {target}: {exc.strerror}; choose another --to directory") from None
+    try:
+        kind = export_model(model_dir, target / "model", merge, run)
         data_dir = target / "data"
         datasets.Dataset.from_list(rows, features=_features()).save_to_disk(str(data_dir))
-        (data_dir / "README.md").write_text(dataset_card(run, round, len(rows)), encoding="utf-8")
-    except BaseException:  # no half-written export left behind
+        (data_dir / "README.md").write_text(card, encoding="utf-8")
+    except BaseException as exc:  # no half-written export left behind
         _remove(target, keep_dir=not created)
+        refused = refused_write(exc)
+        if refused is not None:
+            space = "free space, or " if refused[0] in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+            raise LoopkitError(f"cannot write the export in {target}: {refused[1]}; {space}choose another --to directory") from None
         raise
     return ExportResult(round, target / "model", kind, data_dir, len(rows))

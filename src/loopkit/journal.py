@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loopkit.errors import RunDirError
+
 FILENAME = "teacher-journal.sqlite"
 
 _SCHEMA = """
@@ -68,6 +70,10 @@ def call_key(backend: str, model: str, messages: Any, params: dict[str, Any]) ->
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+class JournalError(RunDirError):
+    """A journal file that cannot be opened as one (not a database, damaged)."""
+
+
 @dataclass(frozen=True)
 class Entry:
     """One recorded call."""
@@ -88,15 +94,29 @@ class Journal:
     def __init__(self, path: str | Path) -> None:
         """Open (or create) the journal at ``path``; ``":memory:"`` keeps it for this process only."""
         self.path = str(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None)  # autocommit: each write commits
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across a process crash
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
-        if "retries" not in columns:  # a journal written before retries were recorded
-            self._db.execute("ALTER TABLE calls ADD COLUMN retries INTEGER NOT NULL DEFAULT 0")
-        if "problem" not in columns:  # a journal written before unusable replies were recorded
-            self._db.execute("ALTER TABLE calls ADD COLUMN problem TEXT")
+        existing = self.path != ":memory:" and Path(self.path).exists()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)  # autocommit: each write commits
+            # A damaged file fails here, at open, not half-way through a round (quick_check reads every page: ~0.2 s per 100 MB).
+            if existing and self._db.execute("PRAGMA quick_check(1)").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("database disk image is malformed")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across a process crash
+            self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+            if "retries" not in columns:  # a journal written before retries were recorded
+                self._db.execute("ALTER TABLE calls ADD COLUMN retries INTEGER NOT NULL DEFAULT 0")
+            if "problem" not in columns:  # a journal written before unusable replies were recorded
+                self._db.execute("ALTER TABLE calls ADD COLUMN problem TEXT")
+        except sqlite3.Error as exc:
+            if getattr(self, "_db", None) is not None:
+                self._db.close()
+            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR_WRITE"):
+                raise  # a refused write, not a damaged file: the loop says which fix applies
+            raise JournalError(
+                f"{self.path} is not a usable teacher journal ({exc}); restore it, or move it away to resume without it "
+                "(the unfinished round's teacher calls are then paid again)"
+            ) from None
 
     def lookup(self, key: str) -> Entry | None:
         """The latest answered call with this key (its reply usable or not), or None."""

@@ -11,7 +11,6 @@ evaluated on the test split (evaluate).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,10 +19,10 @@ import numpy as np
 
 from loopkit import stopping
 from loopkit.budget import first_exceeded, round_cost
-from loopkit.errors import DataError, LoopkitError, RecipeError, UnavailableError
+from loopkit.errors import DataError, LoopkitError, RecipeError, RunDirError, UnavailableError
 from loopkit.progress import NullProgress, Progress
 from loopkit.recipe import ResolvedRecipe
-from loopkit.records import Sample, normalize_question, read_samples
+from loopkit.records import Sample, normalize_question
 from loopkit.rundir import RunDir
 from loopkit.seeding import derive_seed
 from loopkit.selectors.base import call_select
@@ -198,24 +197,65 @@ class Loop:
         self.rows: list[dict] = []
         self.stopped: str | None = None  # why the run ended before its last round (a budget cap)
         self._loaded: Any = None  # the untrained student, once load_student ran
+        self.run_dir: RunDir | None = None  # set by open
+        self.done = -1  # the last complete round when the run was opened
+        self._writing: Any = None  # the directory of the round being made (named if a library's write fails)
         self.started = time.monotonic()
+
+    def open(self, run_dir: RunDir, resume: bool = False) -> int:
+        """Take ``run_dir`` for this run: its lock, the teacher's journal there and, with ``resume``, the state
+        its complete rounds left (synthetic data, selections, counts, the last saved student).
+
+        A resumed run is read and checked whole before its lock is taken and before anything is
+        written: a damaged file, a hole in the rounds or another process holding the run stops it with
+        the directory exactly as it was. Returns the last complete round (-1: none).
+        """
+        self.run_dir = run_dir
+        model = self.load_student()
+        if resume:
+            run_dir.check_free()  # a second process stops here, before it reads, loads or writes anything
+            model = self._restore(model)
+        run_dir.lock()  # held until run() ends (a new run's directory was locked as it was made)
+        try:
+            if resume and run_dir.complete_rounds() != self.done:  # another process completed rounds meanwhile
+                model = self._restore(self.load_student())
+            self.teacher.open(run_dir.path, use_cache=self.use_cache)
+        except BaseException:
+            run_dir.unlock()
+            raise
+        self._loaded = None
+        self.student = self._student(model)
+        return self.done
 
     def run(self, run_dir: RunDir, resume: bool = False) -> RunResult:
         """Run every round into ``run_dir``; with ``resume``, continue after its last complete round.
 
-        A resumed run restores what the complete rounds left on disk (synthetic data, selections,
-        counts, the last saved student), discards the unfinished round and runs it again; its
-        teacher calls are answered from the journal. The result equals an uninterrupted run's.
+        A resumed run restores what the complete rounds left on disk (see ``open``), discards the
+        unfinished round and runs it again; its teacher calls are answered from the journal. The
+        result equals an uninterrupted run's. Whatever stops it (a crash, Ctrl-C, a full disk), the
+        directory keeps its complete rounds, no half-made one, and a summary.json that agrees.
         """
-        self.run_dir = run_dir
-        self.teacher.open(run_dir.path, use_cache=self.use_cache)
-        model = self.load_student()
-        self._loaded = None
-        done = self._restore() if resume else -1
-        if done >= 1:
-            model = self._saved_student(done)
-        self.student = self._student(model)
-        if done < 0:
+        if self.run_dir is not run_dir:
+            self.open(run_dir, resume)
+        try:
+            self._run()
+        except BaseException as exc:
+            self._settle()
+            failed = self.run_dir.write_error(exc, f"loopkit run --resume {self.run_dir.path}", self._writing)
+            if failed is not None:
+                raise failed from exc
+            raise
+        finally:
+            self.run_dir.unlock()
+        return RunResult(self.run_dir, self.rows, self.stopped)
+
+    def _run(self) -> None:
+        done = self.done
+        self.run_dir.discard_rounds_after(done)
+        if done >= 0:
+            self.started = time.monotonic() - self.rows[-1].get("elapsed", 0.0)
+            self._write_summary()  # a view of the complete rounds: whatever an interruption left in it is replaced
+        else:
             self._finish_round(0, {}, {})
         if self.recipe.loop.mode == "static":
             plan = [(1, self.recipe.sample_budget)]
@@ -230,7 +270,15 @@ class Loop:
                     self.progress.note(self.stopped)
                     break
                 self._round(round, m)
-        return RunResult(self.run_dir, self.rows, self.stopped)
+
+    def _settle(self) -> None:
+        """After a failure: no half-made round left, and summary.json back to the complete rounds (best effort:
+        removing the half-made round frees the space a full disk needs for it)."""
+        try:
+            self.run_dir.discard_rounds_after(self.run_dir.complete_rounds())
+            self._write_summary()
+        except (OSError, LoopkitError):
+            pass
 
     def spent(self) -> dict[str, float]:
         """Spend so far in every budget currency (plus the answered calls the per-call averages need)."""
@@ -252,43 +300,58 @@ class Loop:
             self._loaded = model
         return self._loaded
 
-    def _restore(self) -> int:
-        """Load the state the complete rounds left; remove unfinished rounds. Returns the last complete round (-1: none)."""
-        done = self.run_dir.complete_rounds()
-        self.run_dir.discard_rounds_after(done)
-        for round in range(done + 1):
-            out = self.run_dir.path / f"round-{round:03d}"
-            metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-            self.rows.append({k: metrics[k] for k in ROW_KEYS if k in metrics})
-            if round >= 1:
-                self.history.extend(json.loads(line)["index"] for line in _lines(out / "selected.jsonl"))
-                new = read_samples(out / "synthetic.jsonl")
-                self.synthetic.extend(new)
-                self.known_questions.update(normalize_question(s.question) for s in new)
-        if self.rows:
-            self.teacher_calls = self.rows[-1]["teacher_calls"]
-            self.started = time.monotonic() - self.rows[-1]["elapsed"]
-        return done
+    def _restore(self, untrained: Any) -> Any:
+        """Read the state the complete rounds left (through RunDir, which checks every file; nothing is written)
+        and return the student as it was after the last of them."""
+        run = self.run_dir
+        rows = run.rows()  # refuses a hole in the rounds: never redo a middle round over later complete ones
+        run.check_journal()
+        history, synthetic = [], []
+        for round in range(len(rows)):
+            run.check_round(round)
+        for round in range(1, len(rows)):
+            for n, row in enumerate(run.selected(round), 1):
+                self._check_seed(run.round_path(round) / "selected.jsonl", n, row)
+                history.append(row["index"])
+            synthetic += run.samples(round)
+        model = self._saved_student(len(rows) - 1, untrained)
+        self.rows, self.history, self.synthetic = rows, history, synthetic
+        self.known_questions = {normalize_question(s.question) for s in [*self.data.pool, *synthetic]}
+        self.teacher_calls = rows[-1]["teacher_calls"] if rows else 0
+        self.done = len(rows) - 1
+        return model
 
-    def _saved_student(self, done: int) -> Any:
-        """The student as it was after round ``done``: the model its last training saved."""
-        trained = [t for t in range(1, done + 1) if (self.run_dir.path / f"round-{t:03d}" / "train" / "model").is_dir()]
+    def _check_seed(self, path, n: int, row: dict) -> None:
+        """A selection names a seed of the pool this recipe's task gives now (else the data changed since the run began)."""
+        index, pool = row["index"], self.data.pool
+        if index >= len(pool):
+            problem = f"names seed {index}, but the task's pool has {len(pool)} seeds"
+        elif "id" in row and pool[index].id != row["id"]:
+            problem = f"names seed {index} as {row['id']}, but the task's seed {index} is now {pool[index].id}"
+        else:
+            return
+        raise RunDirError(f"{path}: row {n} {problem}: the task's data changed since the run started; restore the data "
+                          "the run was started with, or start a new run")
+
+    def _saved_student(self, done: int, untrained: Any) -> Any:
+        """The student as it was after round ``done``: the model the last round that trained saved."""
+        run = self.run_dir
+        trained = [t for t in range(1, done + 1) if _trained(run.metrics(t)) or run.has_model(t)]
         if not trained:
-            if self.synthetic:
-                raise RecipeError(
-                    f"cannot resume {self.run_dir.path}: its rounds saved no student (trainer.params.save_model: false); "
-                    "start a new run"
-                )
-            return self.model_source.load(self.recipe.seed)[0]  # nothing was trained yet
-        return self.trainer.load(self.run_dir.path / f"round-{trained[-1]:03d}" / "train" / "model",
-                                 lambda: self.model_source.load(self.recipe.seed)[0])
+            return untrained  # nothing was trained yet
+        if not any(run.has_model(t) for t in trained):
+            raise RecipeError(
+                f"cannot resume {run.path}: its rounds saved no student (trainer.params.save_model: false); "
+                "start a new run"
+            )
+        return self.trainer.load(run.model_dir(trained[-1]), lambda: self.model_source.load(self.recipe.seed)[0])
 
     def _student(self, model: Any) -> Student:
         return Student(model, self.tokenizer, self.recipe.loop.batch_size, self.recipe.loop.max_new_tokens)
 
     def _round(self, round: int, m: int) -> None:
         times: dict[str, float] = {}
-        out = self.run_dir.round_dir(round)
+        out = self._writing = self.run_dir.round_dir(round)
         calls_before = self.teacher_calls
         indices = self._select(round, m, times)
         selector_calls = self.teacher_calls - calls_before
@@ -355,11 +418,11 @@ class Loop:
         return [{"seed_id": s.id, "offspring_id": o.id, "seed_own_loss": float(loss[i]), "offspring_own_loss": float(loss[n + i])}
                 for i, (s, o) in enumerate(zip(seeds, offspring))]
 
-    def _write_summary(self) -> None:
-        summary = {"name": self.recipe.name, "mode": self.recipe.loop.mode, "rounds": self.rows}
+    def _write_summary(self, rows: list[dict] | None = None) -> None:
+        summary = {"name": self.recipe.name, "mode": self.recipe.loop.mode, "rounds": self.rows if rows is None else rows}
         if self.stopped:
             summary["stopped"] = self.stopped
-        self.run_dir.write_json("summary.json", summary)
+        self.run_dir.write_summary(summary)
 
     def _duplicate(self, sample: Sample) -> str | None:
         """Why a new question cannot be kept as a duplicate (compared normalised), or None."""
@@ -421,7 +484,7 @@ class Loop:
         clock = time.monotonic()
         accuracy, rows = self._evaluate(round)
         times["evaluate"] = time.monotonic() - clock
-        out = self.run_dir.round_dir(round)
+        out = self._writing = self.run_dir.round_dir(round)
         self.run_dir.write_jsonl(out / "eval.jsonl", rows)
         if rows and "readings" in rows[0]:
             extra = {**extra, "accuracy_by_reading": {
@@ -438,22 +501,24 @@ class Loop:
             "elapsed": _seconds(time.monotonic() - self.started),
         }
         self.run_dir.write_json(out / "metrics.json", {**row, **extra})
-        with stopping.deferred():  # a stop never falls between COMPLETE and summary.json: they agree
+        # summary.json before the marker: a failure in between leaves a half-made round, which is discarded
+        # (freeing space) and summary.json rewritten; after the marker nothing can fail (it is empty).
+        # A stop never falls between them either: the two always agree.
+        with stopping.deferred():
+            self._write_summary(self.rows + [row])
             self.run_dir.mark_complete(round)
             self.rows.append(row)
-            self._write_summary()
         self.progress.round_done(row)
-
-
-ROW_KEYS = ("round", "samples", "teacher_calls", "teacher_tokens", "usd", "accuracy", "seconds", "elapsed")  # a summary row
 
 
 def round_usd(x: float) -> float:
     return round(x, 6)
 
 
-def _lines(path):
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _trained(metrics: dict) -> bool:
+    """Whether a round trained the student (a round whose samples were all dropped keeps the one before)."""
+    train = metrics.get("train")
+    return isinstance(train, dict) and not train.get("skipped") and bool(train.get("examples"))
 
 
 def _seconds(x: float) -> float:

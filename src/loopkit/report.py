@@ -1,8 +1,9 @@
 """``loopkit report``: compare runs arm by arm (mean ± standard error over seeds), plot the curves,
 and measure fidelity (do seeds with high scores beget offspring with high scores?).
 
-A run is a directory with ``recipe.yaml`` and ``summary.json``; its arm is its selector's name, or
-``static`` for ``mode: static``. Per run: final accuracy, the area under accuracy vs synthetic
+A run is a directory with ``recipe.yaml`` and its rounds, of which only the complete ones count
+(a run in progress is read as far as it got); its arm is its selector's name, or ``static`` for
+``mode: static``. Per run: final accuracy, the area under accuracy vs synthetic
 samples (normalised by the largest sample count, so it is a mean accuracy over the budget), the
 samples needed to reach accuracy τ (N(τ), linearly interpolated; unreached: missing) and the
 teacher spend. Fidelity uses the rounds' ``fidelity.jsonl`` (``loop.score_offspring: true``).
@@ -17,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from loopkit.errors import LoopkitError
+from loopkit.rundir import RunDir
 
 SPEND = ("teacher_calls", "teacher_tokens", "usd")
 
@@ -35,15 +36,15 @@ class Run:
 
 
 def find_runs(paths: list[Path]) -> list[Run]:
-    """Every run directory at or one level below the given paths."""
+    """Every run directory at or one level below the given paths (runs in progress: their complete rounds)."""
     found = []
     for path in paths:
         if not path.is_dir():
             raise LoopkitError(f"{path} is not a directory; give run directories or a comparison directory")
-        candidates = [path] if (path / "summary.json").exists() else sorted(p for p in path.iterdir() if p.is_dir())
-        found += [_read_run(p) for p in candidates if (p / "summary.json").exists() and (p / "recipe.yaml").exists()]
+        candidates = [path] if _is_run(path) else sorted(p for p in path.iterdir() if p.is_dir())
+        found += [run for run in map(_read_run, filter(_is_run, candidates)) if run.rows]
     if not found:
-        raise LoopkitError(f"no loopkit runs in {', '.join(map(str, paths))} (a run has summary.json and recipe.yaml)")
+        raise LoopkitError(f"no loopkit runs in {', '.join(map(str, paths))} (a run has recipe.yaml and a complete round-000)")
     tasks = {json.dumps(r.task, sort_keys=True) for r in found}
     if len(tasks) > 1:
         names = sorted({f"{r.path.name}: {r.task.get('name')}" for r in found})[:4]
@@ -51,17 +52,28 @@ def find_runs(paths: list[Path]) -> list[Run]:
     return found
 
 
+def _is_run(path: Path) -> bool:
+    """A run directory: its recipe, and its rounds (or, copied without them, its summary.json)."""
+    return (path / "recipe.yaml").is_file() and ((path / "round-000").is_dir() or (path / "summary.json").is_file())
+
+
 def _read_run(path: Path) -> Run:
-    recipe = yaml.safe_load((path / "recipe.yaml").read_text(encoding="utf-8"))
-    summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
-    arm = "static" if recipe["loop"]["mode"] == "static" else recipe["selector"]["name"]
-    fidelity = []
-    for round_dir in sorted(path.glob("round-*")):
-        f = round_dir / "fidelity.jsonl"
-        if f.exists():
-            rnd = int(round_dir.name.removeprefix("round-"))
-            fidelity += [{**json.loads(line), "round": rnd} for line in f.read_text(encoding="utf-8").splitlines() if line]
-    return Run(path, arm, recipe["seed"], recipe["task"], summary["rounds"], fidelity)
+    """A run's complete rounds, read through RunDir (which names a damaged file); never its lock: a run may be in progress."""
+    run = RunDir(path)
+    recipe = run.recipe()
+    try:
+        arm = "static" if recipe["loop"]["mode"] == "static" else str(recipe["selector"]["name"])
+        seed, task = recipe["seed"], recipe["task"]
+        if not isinstance(seed, int) or not isinstance(task, dict):
+            raise TypeError
+    except (KeyError, TypeError):
+        raise run.damaged(path / "recipe.yaml", "lacks loop.mode, selector.name, an integer seed or the task") from None
+    if (path / "round-000").is_dir():
+        rows = run.rows()
+        fidelity = [{**row, "round": t} for t in range(len(rows)) for row in run.fidelity(t)]
+    else:  # summary.json alone: a run copied without its round directories
+        rows, fidelity = run.summary_rows(), []
+    return Run(path, arm, seed, task, rows, fidelity)
 
 
 def n_to_reach(rows: list[dict], target: float) -> float | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from contextlib import contextmanager
@@ -81,15 +80,26 @@ def quiet_libraries() -> None:
 
 
 def start_run_dir(resolved: ResolvedRecipe, output: Path | None) -> RunDir:
+    """A new run directory (locked by this process) with its recipe.yaml and manifest.json."""
     run_dir = RunDir.create(output or resolved.recipe.output_dir, resolved.recipe.name)
-    run_dir.write_text("recipe.yaml", f"# resolved from {resolved.source}\n" + yaml.safe_dump(resolved.resolved_dict(), sort_keys=False))
-    run_dir.write_json("manifest.json", {"seed": resolved.recipe.seed, "recipe": resolved.source, **describe(registry())})
+    try:
+        run_dir.write_text("recipe.yaml", f"# resolved from {resolved.source}\n" + yaml.safe_dump(resolved.resolved_dict(), sort_keys=False))
+        run_dir.write_json("manifest.json", {"seed": resolved.recipe.seed, "recipe": resolved.source,
+                                             "recipe_fingerprint": run_dir.recipe_fingerprint(), **describe(registry())})
+    except OSError as exc:  # nothing is in it yet: leave no directory behind
+        run_dir.unlock()
+        shutil.rmtree(run_dir.path, ignore_errors=True)
+        raise run_dir.write_error(exc, "run again") or exc
     return run_dir
 
 
 def _tidy(run_dir: RunDir) -> str:
-    """Remove the unfinished round (atomic files and the committed journal keep the rest consistent)."""
-    run_dir.discard_rounds_after(run_dir.complete_rounds())
+    """Remove the unfinished round (atomic files and the committed journal keep the rest consistent).
+
+    Only the process that holds the run may: one refused by the lock leaves the holder's round alone.
+    """
+    if run_dir.held():
+        run_dir.discard_rounds_after(run_dir.complete_rounds())
     return f"continue with: loopkit run --resume {run_dir.path}"
 
 
@@ -99,9 +109,8 @@ def _kept_rows(run_dir: RunDir, rows: list[dict]) -> list[dict]:
     if len(rows) == done + 1:
         return rows
     try:
-        return [json.loads((run_dir.path / f"round-{r:03d}" / "metrics.json").read_text(encoding="utf-8"))
-                for r in range(done + 1)]
-    except (OSError, ValueError):
+        return [run_dir.metrics(r) for r in range(done + 1)]
+    except (OSError, LoopkitError):
         return rows[: done + 1]
 
 
@@ -138,18 +147,23 @@ def results_table(result: RunResult) -> Table:
 
 
 def resumable(run_dir: Path, recipe: Path | None) -> Path:
-    """The recipe to resume ``run_dir`` with: ``recipe`` if given (checked later to be the run's), else the run's own."""
+    """The recipe to resume ``run_dir`` with: ``recipe`` if given (checked later to be the run's), else the run's own.
+
+    The run's recipe.yaml must be the one it started with (manifest.json records its fingerprint).
+    """
     # round-000 or the manifest: a run stopped before its round 0 completed has no round left, and resumes from the start.
     started = (run_dir / "manifest.json").is_file() or (run_dir / "round-000").is_dir()
     if not (run_dir / "recipe.yaml").is_file() or not started:
         raise LoopkitError(f"--resume {run_dir}: not a loopkit run directory (no recipe.yaml with manifest.json or round-000); "
                            "give the directory `loopkit run` printed")
+    RunDir(run_dir).check_free()  # a second process on a run stops at once, having changed nothing
+    RunDir(run_dir).recipe()  # damaged, or changed since the run started: refused here
     return recipe if recipe is not None else run_dir / "recipe.yaml"
 
 
 def _check_same_recipe(resolved: ResolvedRecipe, run_dir: Path) -> None:
     """A run continues only under the recipe that started it (seed, data and components included)."""
-    stored = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8"))
+    stored = RunDir(run_dir).recipe()
     current = resolved.resolved_dict()
     changed = _first_difference(stored, current)
     if changed is not None:
@@ -182,19 +196,22 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     loop.load_student()  # a student that cannot load or be trained fails before a run directory exists
     run_dir: RunDir | None = None
+    held = False  # whether this process took the run: one refused by its lock or its checks says no more than why
     try:
         if resume is not None:
             run_dir = RunDir(resume)
-            console.print(f"resuming {run_dir.path} after round {run_dir.complete_rounds()}", highlight=False)
+            done = loop.open(run_dir, resume=True)  # checks the run's files, then takes its lock; nothing written yet
+            console.print(f"resuming {run_dir.path} after round {done}", highlight=False)
         else:
             with stopping.deferred():  # a run directory gets its header files (recipe, manifest) before a stop
                 run_dir = start_run_dir(resolved, output)
             console.print(f"run directory: {run_dir.path}", highlight=False)
+        held = True
         stopping.on_exit_now(lambda: _tidy(run_dir))
         with progress.bars:
             result = loop.run(run_dir, resume=resume is not None)
-    except BaseException:  # a stop (signal) or a crash: say what is safe on disk before the error is reported
-        if run_dir is not None:
+    except BaseException as exc:  # a stop (signal) or a crash: say what is safe on disk before the error is reported
+        if run_dir is not None and (held or isinstance(exc, KeyboardInterrupt)):
             _tidy(run_dir)
             try:
                 report_stop(console, run_dir, loop.rows)

@@ -9,6 +9,8 @@ answered at once; ``answered`` counts the replies per distinct request (``duplic
 Faults are queued one per request (``FAULTS`` says what each does): transport faults (a 429 with
 Retry-After, a 500, a reply slower than a client's timeout, one that drips a byte at a time,
 malformed JSON, an HTML page) and answers that are off-spec (no choices, null content, ...).
+``allow(n)`` answers only n more requests and holds the rest (a client that stays mid-round
+as long as a test needs).
 
     with ChatServer() as server:      # started on a free port
         server.delay = 0.2
@@ -72,6 +74,11 @@ class ChatServer:
         self.authorization: set[str] = set()
         self.answered: Counter[str] = Counter()  # successful replies per distinct request body
         self.lock = threading.Lock()
+        self.allowance: int | None = None  # requests still answered before the rest are held (None: all)
+        self._gate = threading.Condition()
+        self._dropped = 0  # held requests up to this ticket are refused (503) instead of answered
+        self._tickets = 0
+        self.held = 0  # requests waiting for the allowance now
         self.url = ""
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -89,7 +96,10 @@ class ChatServer:
                     chat.in_flight += 1
                     chat.peak = max(chat.peak, chat.in_flight)
                 time.sleep(chat.delay)
-                status, headers, data = chat.reply(self.headers, body)
+                if chat.admit():
+                    status, headers, data = chat.reply(self.headers, body)
+                else:
+                    status, headers, data = 503, {}, b'{"error": {"message": "dropped"}}'
                 drip = headers.pop("X-Drip", None)
                 with chat.lock:
                     chat.in_flight -= 1
@@ -114,12 +124,36 @@ class ChatServer:
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
         return self
 
+    def allow(self, n: int | None, drop_held: bool = False) -> None:
+        """Answer only ``n`` more requests (None: every one); ``drop_held``: refuse the requests held now
+        (their client is gone: answering them would count calls nobody received)."""
+        with self._gate:
+            self.allowance = n
+            if drop_held:
+                self._dropped, self.held = self._tickets, 0
+            self._gate.notify_all()
+
+    def admit(self) -> bool:
+        """Wait while the allowance is used up; False if this request was dropped meanwhile."""
+        with self._gate:
+            self._tickets += 1
+            ticket = self._tickets
+            self.held += 1
+            self._gate.wait_for(lambda: ticket <= self._dropped or self.allowance is None or self.allowance > 0)
+            if ticket <= self._dropped:
+                return False
+            self.held -= 1
+            if self.allowance is not None:
+                self.allowance -= 1
+            return True
+
     @property
     def duplicates(self) -> int:
         """Requests answered again although an identical request had been answered before: paid twice."""
         return sum(n - 1 for n in self.answered.values())
 
     def stop(self) -> None:
+        self.allow(None, drop_held=True)  # no handler thread stays waiting
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
