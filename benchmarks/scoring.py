@@ -39,17 +39,17 @@ def best_times(repeat: int, fns: dict) -> dict[str, float]:
 def scoring_figures(recipe_path: Path, repeat: int) -> list[tuple[str, float]]:
     import torch
 
-    from loopkit.loop import load_task_data
+    from loopkit.prepare import load_task_data
     from loopkit.recipe import load_recipe
     from loopkit.signals import OWN_PASS, student_signals
-    from loopkit.student import Student
+    from loopkit.inference import Inference
 
     resolved = load_recipe(recipe_path)
     recipe = resolved.recipe
     task = resolved.build("task")
     pool = load_task_data(task, resolved).pool
     model, tokenizer = resolved.build("student").load(recipe.seed)
-    student = Student(model, tokenizer, recipe.loop.batch_size, recipe.loop.max_new_tokens)
+    student = Inference(model, tokenizer, recipe.loop.batch_size, recipe.loop.max_new_tokens)
     prompts = [task.prompt(s.question) for s in pool]
     answers = student.generate(prompts)
     n = len(pool)

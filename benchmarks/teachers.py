@@ -52,7 +52,7 @@ def litellm_arm(url: str, concurrency: int, seeds: list, run_dir: Path) -> tuple
     run_dir.mkdir(parents=True)
     teacher.open(run_dir)
     clock = time.perf_counter()
-    generations = teacher.generate(seeds, round=1, seed=7)
+    generations = teacher.generate(seeds, round_no=1, random_seed=7)
     seconds = time.perf_counter() - clock
     assert all(g.sample is not None and g.sample.final == "42" for g in generations), "unexpected drops"
     return seconds, sum(g.calls for g in generations)

@@ -24,14 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def data(samples: int):
-    from loopkit.loop import load_task_data
+    from loopkit.prepare import load_task_data
     from loopkit.recipe import load_recipe
 
     resolved = load_recipe(ROOT / "recipes" / "logic.yaml")
     task, teacher = resolved.build("task"), resolved.build("teacher")
     teacher.bind(task)
     pool = load_task_data(task, resolved).pool
-    generations = teacher.generate([pool[i % len(pool)] for i in range(samples)], round=1, seed=0)
+    generations = teacher.generate([pool[i % len(pool)] for i in range(samples)], round_no=1, random_seed=0)
     synthetic = [g.sample for g in generations if g.sample is not None]
     return resolved, [task.prompt(s.question) for s in synthetic], [s.answer for s in synthetic]
 

@@ -74,7 +74,7 @@ def test_faults_are_retried_unusable_answers_dropped_and_a_rerun_sends_nothing(s
     server.faults = ["429", "500", "slow", "malformed"]
     server.unparseable = 1
     started = time.monotonic()
-    generations = make_teacher(server, tmp_path).generate(SEEDS, round=1, seed=7)
+    generations = make_teacher(server, tmp_path).generate(SEEDS, round_no=1, random_seed=7)
     assert time.monotonic() - started < 20
     dropped = [g for g in generations if g.dropped]
     assert len(dropped) == 1 and dropped[0].dropped.startswith("no final answer")
@@ -88,7 +88,7 @@ def test_faults_are_retried_unusable_answers_dropped_and_a_rerun_sends_nothing(s
     assert all(prompt > 0 and completion > 0 and cost == 0.0 for _, prompt, completion, cost, _, _ in rows)
     assert server.authorization == {f"Bearer {KEY}"}
 
-    again = make_teacher(server, tmp_path).generate(SEEDS, round=1, seed=7)  # a new process, same journal
+    again = make_teacher(server, tmp_path).generate(SEEDS, round_no=1, random_seed=7)  # a new process, same journal
     assert server.requests == 12  # nothing sent
     assert [g.sample for g in again] == [g.sample for g in generations]
     assert [g.calls for g in again] == [g.calls for g in generations]  # charged to the run once, as before
@@ -116,7 +116,7 @@ def test_a_call_that_keeps_failing_is_an_error_after_its_retries_and_journaled(s
     server.faults = ["500"] * 10
     teacher = make_teacher(server, tmp_path, max_retries=2)
     with pytest.raises(TeacherCallError, match="failed after 2 retries: InternalServerError"):
-        teacher.generate(SEEDS[:1], round=1, seed=7)
+        teacher.generate(SEEDS[:1], round_no=1, random_seed=7)
     assert server.requests == 3
     (row,) = journal_rows(tmp_path)
     assert row[0] is None and "after 2 retries" in row[5] and KEY not in row[5]
@@ -125,9 +125,9 @@ def test_a_call_that_keeps_failing_is_an_error_after_its_retries_and_journaled(s
 def test_the_answered_calls_of_a_failed_batch_are_kept(server, api_key, tmp_path):
     server.faults = ["ok", "500"]  # one at a time: the first question is answered, the second fails for good
     with pytest.raises(TeacherCallError, match="failed after 0 retries"):
-        make_teacher(server, tmp_path, concurrency=1, max_retries=0).generate(SEEDS[:2], round=1, seed=7)
+        make_teacher(server, tmp_path, concurrency=1, max_retries=0).generate(SEEDS[:2], round_no=1, random_seed=7)
     assert [r[5] is None for r in journal_rows(tmp_path)] == [True, False]
-    generations = make_teacher(server, tmp_path).generate(SEEDS[:2], round=1, seed=7)
+    generations = make_teacher(server, tmp_path).generate(SEEDS[:2], round_no=1, random_seed=7)
     assert server.requests == 2 + 1 + 2  # the failed question again, then both answers
     assert [g.calls for g in generations] == [2, 2] and all(g.sample.final == "42" for g in generations)
     assert server.duplicates == 0  # the question answered before the failure was not paid for again
@@ -148,7 +148,7 @@ def test_an_unreachable_api_base_is_a_clear_error_after_the_retries(api_key, tmp
         port = s.getsockname()[1]
     teacher = make_teacher(type("Down", (), {"url": f"http://127.0.0.1:{port}/v1"}), tmp_path, max_retries=1)
     with pytest.raises(TeacherCallError, match=f"openai/test-model at http://127.0.0.1:{port}/v1 failed after 1 retries: .*Connection error"):
-        teacher.generate(SEEDS[:1], round=1, seed=7)
+        teacher.generate(SEEDS[:1], round_no=1, random_seed=7)
 
 
 def test_a_missing_api_key_variable_is_one_line_before_any_request(server, write_recipe, tmp_path, monkeypatch):
@@ -251,26 +251,26 @@ ASK = [[{"role": "user", "content": "Answer: 6 x 7"}]]
 
 def test_off_spec_replies_are_paid_calls_dropped_with_their_reason_and_never_sent_again(server, api_key, tmp_path):
     server.faults = list(OFF_SPEC)  # the four question calls
-    generations = make_teacher(server, tmp_path).generate(SEEDS, round=1, seed=7)
+    generations = make_teacher(server, tmp_path).generate(SEEDS, round_no=1, random_seed=7)
     assert sorted(g.dropped for g in generations) == sorted(f"unusable reply to the question call: {p}" for p in OFF_SPEC.values())
     assert server.requests == 4 and [g.calls for g in generations] == [1] * 4  # no retry, no answer call
     with sqlite3.connect(tmp_path / FILENAME) as db:
         rows = db.execute("SELECT error, problem, prompt_tokens FROM calls").fetchall()
     assert sorted(p for _, p, _ in rows) == sorted(OFF_SPEC.values()) and all(e is None and n > 0 for e, _, n in rows)
 
-    again = make_teacher(server, tmp_path).generate(SEEDS, round=1, seed=7)  # a resume: the journal answers
+    again = make_teacher(server, tmp_path).generate(SEEDS, round_no=1, random_seed=7)  # a resume: the journal answers
     assert [g.dropped for g in again] == [g.dropped for g in generations] and server.requests == 4
 
 
 def test_an_unusable_reply_grades_nan_and_an_unusable_own_answer_costs_no_referee_call(server, api_key, tmp_path):
     teacher = make_teacher(server, tmp_path, concurrency=1)  # one at a time: the faults meet the calls in order
     server.faults = ["null-content"]
-    judged = teacher.judge(SEEDS[:2], ["#### 3", "#### 7"], seed=1)
+    judged = teacher.judge(SEEDS[:2], ["#### 3", "#### 7"], random_seed=1)
     assert math.isnan(judged.scores[0]) and 1 <= judged.scores[1] <= 10 and judged.calls == 2
 
     unanswered = [Sample.create(s.question) for s in SEEDS[:2]]  # the referee writes its own answers
     server.faults, before = ["no-choices"], server.requests
-    refereed = teacher.referee(unanswered, ["#### 3", "#### 7"], seed=1)
+    refereed = teacher.referee(unanswered, ["#### 3", "#### 7"], random_seed=1)
     assert math.isnan(refereed.scores[0]) and not math.isnan(refereed.scores[1])
     assert refereed.calls == server.requests - before == 2 + 2  # own answers, then both orders for the second seed only
 
@@ -304,9 +304,9 @@ def test_a_body_that_is_not_json_is_retried_and_when_it_persists_fails_in_one_sh
 def test_a_call_refused_for_good_is_not_retried_nor_taken_for_an_answer(server, api_key, tmp_path):
     server.faults = ["401"]  # a wrong key: nothing was answered, nothing paid
     with pytest.raises(TeacherCallError, match="failed: AuthenticationError: .*Incorrect API key provided$"):
-        make_teacher(server, tmp_path).generate(SEEDS[:1], round=1, seed=7)
+        make_teacher(server, tmp_path).generate(SEEDS[:1], round_no=1, random_seed=7)
     assert server.requests == 1 and journal_rows(tmp_path)[0][5] is not None
-    (generation,) = make_teacher(server, tmp_path).generate(SEEDS[:1], round=1, seed=7)  # the key fixed: sent again
+    (generation,) = make_teacher(server, tmp_path).generate(SEEDS[:1], round_no=1, random_seed=7)  # the key fixed: sent again
     assert generation.sample.final == "42" and server.requests == 3
 
 

@@ -64,7 +64,7 @@ def scripted(tmp_path, **kwargs):
 
 def test_two_calls_per_seed_give_a_parsed_sample(tmp_path):
     teacher = scripted(tmp_path)
-    generations = teacher.generate(SEEDS, round=1, seed=7)
+    generations = teacher.generate(SEEDS, round_no=1, random_seed=7)
     assert [g.calls for g in generations] == [2, 2] and all(g.dropped is None for g in generations)
     sample = generations[0].sample
     assert sample.question == "What is 2 + 2? again?"
@@ -74,20 +74,20 @@ def test_two_calls_per_seed_give_a_parsed_sample(tmp_path):
 
 
 def test_a_journaled_call_is_not_sent_again(tmp_path):
-    first = scripted(tmp_path).generate(SEEDS, round=1, seed=7)
+    first = scripted(tmp_path).generate(SEEDS, round_no=1, random_seed=7)
     again = scripted(tmp_path)  # a new process over the same run directory
-    replayed = again.generate(SEEDS, round=1, seed=7)
+    replayed = again.generate(SEEDS, round_no=1, random_seed=7)
     assert again.sent == []  # every call answered from the journal
     assert [g.sample for g in replayed] == [g.sample for g in first]
     assert [g.calls for g in replayed] == [2, 2]  # still charged to the run (once), but not sent
     journal = Journal(tmp_path / FILENAME)
     assert journal.count() == 4
     # Another round samples afresh: its calls have other keys.
-    assert [g.calls for g in again.generate(SEEDS, round=2, seed=7)] == [2, 2]
+    assert [g.calls for g in again.generate(SEEDS, round_no=2, random_seed=7)] == [2, 2]
 
 
 def test_an_answer_without_a_final_line_is_dropped_with_its_reason(tmp_path):
-    generations = scripted(tmp_path, answer="I think it is four.").generate(SEEDS[:1], round=1, seed=7)
+    generations = scripted(tmp_path, answer="I think it is four.").generate(SEEDS[:1], round_no=1, random_seed=7)
     (g,) = generations
     assert g.dropped.startswith("no final answer") and g.calls == 2
     assert g.sample.question == "What is 2 + 2? again?"  # kept for the dropped record
@@ -154,7 +154,7 @@ def test_the_judge_parses_scores_and_gives_nan_where_there_is_none(tmp_path):
     teacher = Grader()
     teacher.bind(PlainTask())
     teacher.open(tmp_path)
-    judged = teacher.judge(SEEDS, ["a wrong answer", "five"], seed=3)
+    judged = teacher.judge(SEEDS, ["a wrong answer", "five"], random_seed=3)
     assert judged.scores[0] == 2.0 and judged.scores[1] != judged.scores[1]  # NaN: no "Score: N"
     assert judged.calls == 2
     assert all(p["temperature"] == 0.0 for p in [json.loads(r)["params"] for (r,) in
@@ -166,7 +166,7 @@ def test_the_referee_grades_both_orders_and_writes_its_own_answer_where_no_refer
     teacher.bind(PlainTask())
     teacher.open(tmp_path)
     no_reference = Sample.create("What is 3 + 1?")
-    judged = teacher.referee([SEEDS[0], no_reference], ["five", "six"], seed=3)
+    judged = teacher.referee([SEEDS[0], no_reference], ["five", "six"], random_seed=3)
     assert judged.scores == [6.0, 6.0]  # (9 - 3) in both orders
     assert judged.calls == 2 * 2 + 1  # two orders per seed, plus the teacher's own answer to the seed without one
 
@@ -178,21 +178,21 @@ def test_task_templates_are_the_default_and_the_recipe_overrides_them(tmp_path):
     teacher = Scripted()
     teacher.bind(task)
     seed = Sample.create("What is 2 + 2?", "#### 4", final="4")
-    assert "Answer: 4" in teacher._question_prompt(seed)  # the task's template shows the seed's answer
-    assert task.answer_format in teacher._render("answer", question="q")
+    assert "Answer: 4" in teacher.prompts.question(seed)  # the task's template shows the seed's answer
+    assert task.answer_format in teacher.prompts.render("answer", question="q")
     custom = Scripted(Scripted.Params(question_template="Another like: {question}"))
     custom.bind(task)
-    assert custom._question_prompt(seed) == "Another like: What is 2 + 2?"
+    assert custom.prompts.question(seed) == "Another like: What is 2 + 2?"
     rarer = seed.model_copy(update={"meta": {"prompt_variant": "rarer"}})
-    assert custom._question_prompt(rarer).startswith("Another like: What is 2 + 2? Make it rarer")
+    assert custom.prompts.question(rarer).startswith("Another like: What is 2 + 2? Make it rarer")
 
 
 def test_no_cache_sends_journaled_calls_again(tmp_path):
-    scripted(tmp_path).generate(SEEDS, round=1, seed=7)
+    scripted(tmp_path).generate(SEEDS, round_no=1, random_seed=7)
     fresh = Scripted()
     fresh.bind(PlainTask())
     fresh.open(tmp_path, use_cache=False)
-    assert [g.calls for g in fresh.generate(SEEDS, round=1, seed=7)] == [2, 2]
+    assert [g.calls for g in fresh.generate(SEEDS, round_no=1, random_seed=7)] == [2, 2]
     assert len(fresh.sent) == 2 and Journal(tmp_path / FILENAME).count() == 8
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import ROOT
-from loopkit.loop import check_recipe
+from loopkit.prepare import validate_recipe
 from loopkit.recipe import load_recipe
 
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -15,7 +15,7 @@ def test_there_are_recipes():
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_recipe_validates(path):
-    data, unchecked = check_recipe(load_recipe(path))
+    data, unchecked = validate_recipe(load_recipe(path))
     # only what needs the outside world (the hub, an API key) may go unchecked here
     assert all("needs the hub" in reason or "api_key_env" in reason for reason in unchecked), unchecked
     assert data is not None or any("needs the hub" in reason for reason in unchecked)

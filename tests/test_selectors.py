@@ -23,7 +23,7 @@ from loopkit.selectors.lion import LionSelector
 from loopkit.selectors.llm_judge import LLMJudgeSelector
 from loopkit.selectors.loss import LossSelector
 from loopkit.selectors.reward import RewardSelector
-from loopkit.signals import teacher_signals
+from loopkit.signals import named_reward_model, teacher_signals
 from loopkit.tasks.reasoning_gym import ReasoningGymTask
 from loopkit.teachers.reasoning_gym import ReasoningGymTeacher
 from loopkit.testing import registered
@@ -40,7 +40,7 @@ def rng(seed=0):
 def test_score_selectors_take_the_highest(selector, signal):
     values = np.array([0.1, 2.0, 0.5, 3.0, 1.0])
     assert selector.needs == {signal}
-    assert selector.select({signal: values}, 5, 2, rng()) == [3, 1]
+    assert selector.select({signal: values}, 5, 2, rng()).indices == (3, 1)
 
 
 def test_llm_judge_takes_the_lowest_grades():
@@ -53,7 +53,7 @@ def test_incorrect_takes_wrong_answers_then_fills_by_own_loss():
     correct = np.array([True, False, True, True, False, True])
     loss = np.array([0.9, 0.1, 0.2, 0.7, 0.05, 0.3])
     picked = IncorrectSelector().select({"correct": correct, "own_loss": loss}, 6, 4, rng())
-    assert set(picked[:2]) == {1, 4} and picked[2:] == [0, 3]
+    assert set(picked[:2]) == {1, 4} and picked.indices[2:] == (0, 3)
     # more wrong seeds than m: only wrong ones, whatever their loss
     for seed in range(5):
         assert set(IncorrectSelector().select({"correct": ~correct, "own_loss": loss}, 6, 3, rng(seed))) <= {0, 2, 3, 5}
@@ -71,9 +71,9 @@ def test_badge_starts_at_the_largest_gradient_then_spreads_out():
 def test_kcenter_is_greedy_farthest_first_and_avoids_history():
     points = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]])
     selector = KCenterSelector()
-    assert selector.select({"embedding": points}, 5, 3, rng()) == [4, 0, 2]  # 11 is farthest from the mean 4.8
-    assert selector.select({"embedding": points}, 5, 1, rng(), history=[0, 4]) == [2]
-    assert selector.select({"embedding": points}, 5, 2, rng(), history=[4]) == [0, 2]
+    assert selector.select({"embedding": points}, 5, 3, rng()).indices == (4, 0, 2)  # 11 is farthest from the mean 4.8
+    assert selector.select({"embedding": points}, 5, 1, rng(), history=[0, 4]).indices == (2,)
+    assert selector.select({"embedding": points}, 5, 2, rng(), history=[4]).indices == (0, 2)
 
 
 def test_lion_mixes_hard_and_easy_and_flags_easy_seeds_rarer():
@@ -94,7 +94,7 @@ def test_llm_judge_and_lion_on_the_reasoning_gym_teacher():
     teacher.bind(task)
     wrong = {1, 4, 7}
     answers = ["nobody" if i in wrong else s.final for i, s in enumerate(pool)]
-    signals, calls = teacher_signals(teacher, pool, answers, LLMJudgeSelector.needs | LionSelector.needs, seed=0)
+    signals, calls = teacher_signals(teacher, pool, answers, LLMJudgeSelector.needs | LionSelector.needs, random_seed=0)
     assert calls == 3 * len(pool)
     assert set(LLMJudgeSelector().select(signals, len(pool), 3, rng())) == wrong
     picked = LionSelector(LionSelector.Params(hard_fraction=0.5)).select(signals, len(pool), 6, rng())
@@ -133,9 +133,10 @@ def test_reward_takes_the_lowest_rewards_of_question_and_answer(reward_model):
         with torch.no_grad():
             expected.append(model(**tokenizer(q, a, return_tensors="pt")).logits[0, 0].item())
     selector = RewardSelector(RewardSelector.Params(model=str(path), batch_size=4))
-    np.testing.assert_allclose(selector.rewards(questions, answers), expected, rtol=1e-4, atol=1e-5)
-    picked = selector.select({"question": questions, "answer": answers}, 10, 3, rng())
-    assert picked == [int(i) for i in np.argsort(expected)[:3]]
+    rewards = named_reward_model(selector, selector.needs).scores(questions, answers)  # the student side computes the signal
+    np.testing.assert_allclose(rewards, expected, rtol=1e-4, atol=1e-5)
+    picked = selector.select({"reward": rewards}, 10, 3, rng())
+    assert list(picked) == [int(i) for i in np.argsort(expected)[:3]]
 
 
 def test_reward_without_a_model_fails_at_validation(write_recipe):
@@ -174,7 +175,7 @@ def test_non_finite_scores_rank_last_with_one_warning(caplog):
     loss = np.array([0.5, np.nan, 2.0, np.inf, 1.0])
     with caplog.at_level(logging.WARNING):
         picked = LossSelector().select({"own_loss": loss}, 5, 4, rng())
-    assert picked[:3] == [2, 4, 0] and picked[3] in {1, 3}
+    assert picked.indices[:3] == (2, 4, 0) and picked[3] in {1, 3}
     (record,) = caplog.records
     assert "LossSelector" in record.getMessage() and "own_loss" in record.getMessage()
     vectors = np.array([[0.0, 1.0], [np.nan, 0.0], [5.0, 5.0]])

@@ -6,7 +6,7 @@ import torch
 
 from loopkit.models.tiny import TinyModel
 from loopkit.signals import student_signals, teacher_signals
-from loopkit.student import STATS, Student
+from loopkit.inference import STATS, Inference
 from loopkit.tasks.reasoning_gym import ReasoningGymTask
 from loopkit.teachers.reasoning_gym import ReasoningGymTeacher
 
@@ -30,8 +30,8 @@ def direct(model, tokenizer, prompt, answer):
 
 
 def test_answer_stats_do_not_depend_on_batching(model_and_tokenizer):
-    one = Student(*model_and_tokenizer, batch_size=1).answer_stats(PROMPTS, ANSWERS, STATS)
-    many = Student(*model_and_tokenizer, batch_size=32).answer_stats(PROMPTS, ANSWERS, STATS)
+    one = Inference(*model_and_tokenizer, batch_size=1).answer_stats(PROMPTS, ANSWERS, STATS)
+    many = Inference(*model_and_tokenizer, batch_size=32).answer_stats(PROMPTS, ANSWERS, STATS)
     for a, b in zip(one, many):
         for name in ("nll", *STATS):
             np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-4, atol=1e-5, err_msg=name)
@@ -39,7 +39,7 @@ def test_answer_stats_do_not_depend_on_batching(model_and_tokenizer):
 
 def test_loss_entropy_and_embedding_match_a_direct_computation(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
-    stats = Student(model, tokenizer, batch_size=8).answer_stats(PROMPTS[:6], ANSWERS[:6], STATS)
+    stats = Inference(model, tokenizer, batch_size=8).answer_stats(PROMPTS[:6], ANSWERS[:6], STATS)
     for prompt, answer, got in zip(PROMPTS, ANSWERS, stats):
         logits, hidden, targets = direct(model, tokenizer, prompt, answer)
         logprobs = torch.log_softmax(logits, -1)
@@ -53,7 +53,7 @@ def test_loss_entropy_and_embedding_match_a_direct_computation(model_and_tokeniz
 
 def test_grad_embedding_is_the_output_layer_gradient_by_autograd(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
-    student = Student(model, tokenizer, batch_size=8)
+    student = Inference(model, tokenizer, batch_size=8)
     stats = student.answer_stats(PROMPTS[:4], ANSWERS[:4], frozenset({"grad_embedding"}))
     weight = model.get_output_embeddings().weight
     for prompt, answer, got in zip(PROMPTS, ANSWERS, stats):
@@ -68,10 +68,10 @@ def test_grad_embedding_is_the_output_layer_gradient_by_autograd(model_and_token
 def test_large_grad_embeddings_are_a_seeded_random_projection_of_the_exact_one(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     vocab, hidden = model.get_output_embeddings().weight.shape
-    exact = Student(model, tokenizer).answer_stats(PROMPTS[:3], ANSWERS[:3], frozenset({"grad_embedding"}))
-    small = Student(model, tokenizer, grad_dim=8 * hidden)
+    exact = Inference(model, tokenizer).answer_stats(PROMPTS[:3], ANSWERS[:3], frozenset({"grad_embedding"}))
+    small = Inference(model, tokenizer, grad_dim=8 * hidden)
     reduced = small.answer_stats(PROMPTS[:3], ANSWERS[:3], frozenset({"grad_embedding"}))
-    again = Student(model, tokenizer, grad_dim=8 * hidden).answer_stats(PROMPTS[:3], ANSWERS[:3], frozenset({"grad_embedding"}))
+    again = Inference(model, tokenizer, grad_dim=8 * hidden).answer_stats(PROMPTS[:3], ANSWERS[:3], frozenset({"grad_embedding"}))
     projection = small._projection.numpy()
     assert projection.shape == (vocab, 8)
     for e, r, a in zip(exact, reduced, again):
@@ -88,7 +88,7 @@ def task_and_pool():
 
 def test_pool_signals_only_what_is_asked(model_and_tokenizer, task_and_pool):
     task, pool = task_and_pool
-    student = Student(*model_and_tokenizer, batch_size=4, max_new_tokens=4)
+    student = Inference(*model_and_tokenizer, batch_size=4, max_new_tokens=4)
     answers = student.generate([task.prompt(s.question) for s in pool])
     signals = student_signals(student, task, pool, answers, frozenset({"answer", "own_loss", "correct"}))
     assert set(signals) == {"answer", "own_loss", "own_loss_sum", "correct"}
@@ -106,7 +106,7 @@ def test_teacher_signals_grade_with_the_verifier_and_count_calls(task_and_pool):
     teacher = ReasoningGymTeacher()
     teacher.bind(task)
     answers = [s.final if i % 2 == 0 else "certainly not this" for i, s in enumerate(pool)]
-    signals, calls = teacher_signals(teacher, pool, answers, frozenset({"judge_score", "referee_gap"}), seed=0)
+    signals, calls = teacher_signals(teacher, pool, answers, frozenset({"judge_score", "referee_gap"}), random_seed=0)
     assert calls == len(pool) + 2 * len(pool)  # one grade per seed, the referee asked in both orders
     assert list(signals["judge_score"]) == [10.0 if i % 2 == 0 else 1.0 for i in range(len(pool))]
     assert list(signals["referee_gap"]) == [0.0 if i % 2 == 0 else 9.0 for i in range(len(pool))]

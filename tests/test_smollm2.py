@@ -51,10 +51,10 @@ def test_as_hf_teacher_and_judge(tmp_path):
     teacher.bind(ReasoningGymTask(ReasoningGymTask.Params(generators=["basic_arithmetic"])))
     teacher.open(tmp_path)
     seeds = [Sample.create(f"What is {a} + {b}?", f"#### {a + b}", final=str(a + b)) for a, b in [(2, 3), (10, 7)]]
-    generations = teacher.generate(seeds, round=1, seed=0)
+    generations = teacher.generate(seeds, round_no=1, random_seed=0)
     assert all(g.sample is not None or g.dropped for g in generations)
     responses = [r for (r,) in Journal(tmp_path / FILENAME)._db.execute("SELECT response FROM calls")]
     assert responses and all(r.strip() for r in responses)  # a real model wrote every reply
-    judged = teacher.judge(seeds, ["5", "I do not know"], seed=0)
+    judged = teacher.judge(seeds, ["5", "I do not know"], random_seed=0)
     assert judged.calls == 2 and len(judged.scores) == 2
     assert Journal(tmp_path / FILENAME).count() == sum(g.calls for g in generations) + 2

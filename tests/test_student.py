@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from loopkit.models.tiny import TinyModel
-from loopkit.student import Student
+from loopkit.inference import Inference
 
 PROMPTS = [f"Question: what is {i} plus {i * 7 % 13}? {'pad ' * (i % 5)}\nAnswer:" for i in range(32)]
 ANSWERS = [str(i + i * 7 % 13) + " because" * (i % 3) for i in range(32)]
@@ -17,7 +17,7 @@ def model_and_tokenizer():
 
 
 def student(mt, batch_size):
-    return Student(*mt, batch_size=batch_size, max_new_tokens=8)
+    return Inference(*mt, batch_size=batch_size, max_new_tokens=8)
 
 
 def test_token_nll_does_not_depend_on_batching(model_and_tokenizer):

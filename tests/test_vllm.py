@@ -34,13 +34,13 @@ SEEDS = [Sample.create(f"What is {a} + {b}?", f"#### {a + b}", final=str(a + b))
 
 
 def test_two_calls_per_seed_through_the_engine_then_the_journal_answers(teacher):
-    generations = teacher.generate(SEEDS, round=1, seed=0)
+    generations = teacher.generate(SEEDS, round_no=1, random_seed=0)
     assert sum(g.calls for g in generations) == 4 + sum(g.dropped != "teacher wrote an empty question" for g in generations)
     assert all(g.sample is not None or g.dropped for g in generations)
-    journal = Journal(teacher.journal.path)
+    journal = Journal(teacher.calls.journal.path)
     rows = journal._db.execute("SELECT response, prompt_tokens, completion_tokens FROM calls").fetchall()
     assert rows and all(r[0] and r[1] > 10 and 0 < r[2] <= 96 for r in rows)
-    replayed = teacher.generate(SEEDS, round=1, seed=0)  # answered by the journal: charged as before, nothing sent
+    replayed = teacher.generate(SEEDS, round_no=1, random_seed=0)  # answered by the journal: charged as before, nothing sent
     assert [g.sample for g in replayed] == [g.sample for g in generations]
     assert [g.calls for g in replayed] == [g.calls for g in generations] and journal.count() == len(rows)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from loopkit.records import Sample
+from loopkit.signals import TEACHER
 from loopkit.teachers.base import Teacher
 
 CURRENCIES = ("samples", "teacher_calls", "teacher_tokens", "usd")
@@ -29,10 +30,10 @@ class RoundCost:
         return {c: getattr(self, c) for c in CURRENCIES}
 
 
-def round_cost(teacher: Teacher, needs: frozenset[str], pool: list[Sample], m: int, judged: bool,
-               spent: dict[str, float]) -> RoundCost:
-    """What a round that generates ``m`` samples (and judges the pool when ``judged``) is expected to cost."""
-    calls = m * teacher.calls_per_sample + (teacher.judge_calls(needs, pool) if judged else 0)
+def round_cost(teacher: Teacher, needs: frozenset[str], pool: list[Sample], m: int, spent: dict[str, float]) -> RoundCost:
+    """What a round that generates ``m`` samples, picked with the signals it ``needs``, is expected to cost
+    (a selector that needs the teacher's judgements adds their calls over the pool)."""
+    calls = m * teacher.calls_per_sample + (teacher.judge_calls(needs, pool) if needs & TEACHER else 0)
     if spent.get("teacher_calls_answered"):
         per_call_tokens = spent["teacher_tokens"] / spent["teacher_calls_answered"]
         per_call_usd = spent["usd"] / spent["teacher_calls_answered"]

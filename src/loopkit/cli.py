@@ -187,11 +187,11 @@ def build_app() -> typer.Typer:
         strict: bool = StrictOption,
     ) -> None:
         """Check a recipe (names, params, data) without loading any model."""
-        from loopkit.loop import check_recipe
+        from loopkit.prepare import validate_recipe
         from loopkit.recipe import load_recipe
 
         resolved = load_recipe(recipe, _with_strict(overrides, strict))
-        data, unchecked = check_recipe(resolved)
+        data, unchecked = validate_recipe(resolved)
         for warning in (data.warnings if data else ()):
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         for reason in unchecked:

@@ -30,6 +30,7 @@ from typing import Callable
 
 from loopkit import stopping
 from loopkit.errors import LoopkitError
+from loopkit.prepare import plan_rounds
 from loopkit.recipe import ResolvedRecipe
 from loopkit.rundir import RunDir
 
@@ -65,7 +66,7 @@ def plan_arms(resolved: ResolvedRecipe, selectors: list[str], seeds: int, static
 
 def arm_state(directory: Path, arm: Arm, last_round: int) -> tuple[str, Path | None]:
     """("done" | "partial" | "new" | "running", its run directory); "running": another process holds the run."""
-    runs = sorted(p for p in directory.glob(f"{arm.name}-*") if p.is_dir() and (p / "recipe.yaml").exists())
+    runs = sorted(p for p in directory.glob(f"{arm.name}-*") if p.is_dir() and RunDir(p).has_recipe())
     if not runs:
         return "new", None
     run = RunDir(runs[-1])
@@ -123,7 +124,9 @@ def run_arms(recipe_path: Path, resolved: ResolvedRecipe, arms: list[Arm], direc
              grace: float = stopping.GRACE_SECONDS) -> dict[str, str]:
     """Run every unfinished arm (at most ``jobs`` at once); returns each arm's final state."""
     processes = processes or Arms()
-    static_last, active_last = 1, resolved.recipe.loop.rounds
+    loop = resolved.recipe.loop
+    static_last = plan_rounds(loop.model_copy(update={"mode": "static"}), frozenset()).last
+    active_last = plan_rounds(loop.model_copy(update={"mode": "active"}), frozenset()).last
     directory.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "COLUMNS": "120",

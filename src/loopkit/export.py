@@ -14,7 +14,7 @@ from pathlib import Path
 
 from loopkit.errors import LoopkitError
 from loopkit.files import check_dir_target
-from loopkit.rundir import COMPLETE, RunDir, refused_write
+from loopkit.rundir import COMPLETE, RECIPE, RunDir, refused_write
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -37,7 +37,7 @@ def pick_round(run: RunDir, round: int | None) -> int:
         if not with_model:
             raise LoopkitError(f"{run.path} has no complete round with a saved model (train/model); nothing to export")
         return with_model[-1]
-    if not run.round_path(round).is_dir():
+    if not run.has_round(round):
         raise LoopkitError(f"{run.path} has no round {round}; complete rounds: {complete or 'none'}")
     if not run.is_complete(round):
         raise LoopkitError(f"round {round} of {run.path} is incomplete (no {COMPLETE} marker); choose a complete round")
@@ -88,16 +88,16 @@ def export_model(source: Path, target: Path, merge: bool, run: RunDir | None = N
 
 def _student_base(run: RunDir | None, source: Path):
     """The untrained student of the run, rebuilt from its recipe.yaml (for adapters that name no base)."""
-    from loopkit.teachers.hf import ModelSpec
+    from loopkit.models.spec import ModelSpec
 
-    if run is None or not (run.path / "recipe.yaml").is_file():
+    if run is None or not run.has_recipe():
         raise LoopkitError(f"cannot merge: {source / ADAPTER_CONFIG} names no base model and the run has no recipe.yaml "
                            "to rebuild it from; export without --merge to get the adapter")
     data = run.recipe()
     try:
         student = ModelSpec(name=data["student"]["name"], params=data["student"].get("params") or {})
     except (KeyError, TypeError, AttributeError):
-        raise run.damaged(run.path / "recipe.yaml", "has no student section") from None
+        raise run.damaged(run.path / RECIPE, "has no student section") from None
     model, _ = student.build().load(data.get("seed", 0))
     return model.cpu()
 
@@ -117,14 +117,12 @@ def _load_base(base_path: str, source: Path):
 
 def synthetic_rows(run: RunDir, round: int) -> list[dict]:
     """Every synthetic sample of rounds 1..``round``; ``meta`` as a JSON string (its shape varies)."""
-    return [{**s.model_dump(exclude={"meta"}), "meta": json.dumps(s.meta, ensure_ascii=False)}
-            for t in range(1, round + 1) for s in run.samples(t)]
+    return [{**s.model_dump(exclude={"meta"}), "meta": json.dumps(s.meta, ensure_ascii=False)} for s in run.synthetic(round)]
 
 
 def dataset_card(run: RunDir, round: int, rows: int) -> str:
     """A dataset card: YAML front matter with the tags, then the run's recipe and versions."""
-    run.recipe()  # a damaged recipe.yaml is named, not copied into the card
-    recipe_text = run.read_text("recipe.yaml").rstrip()
+    recipe_text = run.recipe_text().rstrip()  # a damaged recipe.yaml is named, not copied into the card
     manifest_text = json.dumps(run.manifest(), indent=2, ensure_ascii=False)
     return (
         "---\ntags:\n- synthetic\n- loopkit\n---\n\n"
@@ -152,7 +150,7 @@ def export_run(run_dir: str | Path, to: str | Path, round: int | None = None, me
     Reads only complete rounds and never takes the run's lock: a run in progress can be exported.
     """
     run, target = RunDir(run_dir), Path(to)
-    if not run.path.is_dir() or not run.round_path(0).is_dir():
+    if not run.has_round(0):
         raise LoopkitError(f"{run_dir} is not a loopkit run directory (no round-000); give the directory `loopkit run` printed")
     _check_target(target)
     round = pick_round(run, round)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from loopkit.component import Component
+from loopkit.component import Component, format_validation_error
 from loopkit.secrets import refuse_literal_secrets, remember_recipe_secrets
 from loopkit.errors import LoopkitError, RecipeError
 from loopkit.files import MiB, name_problem, read_text, shown
@@ -299,28 +299,6 @@ def _override_value(raw: str, item: str) -> Any:
     return value
 
 
-def _location(loc: tuple) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
-
-
-def format_validation_error(source: str, prefix: str, exc: ValidationError) -> str:
-    errors = exc.errors()
-    first = errors[0]
-    where = ".".join(filter(None, [prefix, _location(first["loc"]) if first["loc"] else ""])) or "(top level)"
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown field; remove it or check its spelling"
-    elif first["type"] == "missing":
-        message = "required field is missing"
-    elif first["type"] in ("model_type", "model_attributes_type"):  # `loop: 3`, `--set loop=3`
-        message = (f"this is a section: give a mapping of its fields (e.g. --set {where}.FIELD=VALUE), "
-                   f"not {type(first.get('input')).__name__}")
-    elif first["type"] == "finite_number":
-        message = "Input should be a finite number (not inf or nan)"
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    return f"{source}: {where}: {message}{more}"
-
-
 def parse_recipe(data: dict, source: str, registry: Registry) -> ResolvedRecipe:
     """Validate the recipe structure, then every component's params with its own model."""
     literal = refuse_literal_secrets(data)  # first: no later message may quote a secret
@@ -349,27 +327,13 @@ def parse_recipe(data: dict, source: str, registry: Registry) -> ResolvedRecipe:
 
 
 def _check_cross_fields(recipe: Recipe, classes: dict[str, type], source: str) -> None:
-    from loopkit.signals import KNOWN
-    from loopkit.teachers.base import can
+    """The components must fit each other: the signals the selector needs, from this teacher and task."""
+    from loopkit.signals import unmet_needs
 
-    needs = getattr(classes["selector"], "needs", frozenset())
-    unknown = sorted(needs - KNOWN)
-    if unknown:
-        raise RecipeError(
-            f"{source}: selector.name: '{recipe.selector.name}' needs unknown signals {unknown}; "
-            f"loopkit computes {sorted(KNOWN)}"
-        )
-    for signal, method in (("judge_score", "judge"), ("referee_gap", "referee")):
-        if signal in needs and not can(classes["teacher"], method):
-            raise RecipeError(
-                f"{source}: selector.name: '{recipe.selector.name}' needs the teacher to {method} answers, "
-                f"which teacher '{recipe.teacher.name}' cannot; choose another teacher or selector"
-            )
-    if "gold_loss" in needs and not getattr(classes["task"], "has_reference_answers", True):
-        raise RecipeError(
-            f"{source}: selector.name: '{recipe.selector.name}' needs reference answers, "
-            f"which task '{recipe.task.name}' does not have; choose another selector"
-        )
+    problem = unmet_needs(recipe.selector.name, getattr(classes["selector"], "needs", frozenset()),
+                          (recipe.teacher.name, classes["teacher"]), (recipe.task.name, classes["task"]))
+    if problem:
+        raise RecipeError(f"{source}: selector.name: {problem}")
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None) -> ResolvedRecipe:

@@ -1,9 +1,10 @@
-"""The one record that flows through the loop: a question with its answer."""
+"""The records that flow through the loop: a question with its answer (``Sample``), a round's row (``RoundRow``)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -66,3 +67,51 @@ def write_jsonl(path: Path, rows: Iterable[BaseModel | dict]) -> None:
 def read_samples(path: Path) -> list[Sample]:
     with open(path, encoding="utf-8") as f:
         return [Sample.from_json(line) for line in f if line.strip()]
+
+
+# A selector may ask the teacher for a variant of its call-1 prompt for some seeds (``Selection.variants``);
+# the seed carries it to the teacher in its meta, and selected.jsonl records it.
+PROMPT_VARIANT = "prompt_variant"
+RARER = "rarer"  # LION: a rarer, harder question than the seed (for seeds the student finds easy)
+
+
+def with_variant(seed: Sample, variant: str | None) -> Sample:
+    """The seed as the teacher gets it: with the selector's prompt variant (if any) in its meta."""
+    return seed if variant is None else seed.model_copy(update={"meta": {**seed.meta, PROMPT_VARIANT: variant}})
+
+
+def prompt_variant(seed: Sample) -> str | None:
+    return seed.meta.get(PROMPT_VARIANT)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundRow:
+    """One round of a run as ``summary.json`` lists it and its ``metrics.json`` begins: what the run had spent
+    by its end, what the student reached, and how long each stage took."""
+
+    round: int
+    samples: int  # synthetic samples so far
+    teacher_calls: int  # so far, judging included
+    teacher_tokens: int = 0
+    usd: float = 0.0
+    accuracy: float  # on the test split
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage of this round
+    elapsed: float = 0.0  # since the run started, resumes included
+
+    _REQUIRED = {"round": int, "samples": int, "teacher_calls": int, "accuracy": (int, float)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "RoundRow":
+        """The row in a JSON object (other keys are ignored); ValueError saying what is missing or wrong."""
+        if not isinstance(data, dict):
+            raise ValueError("is not a JSON object")
+        for key, kind in cls._REQUIRED.items():
+            if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
+                raise ValueError(f"has no valid '{key}'" if key not in data else f"'{key}' is not a number")
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)  # row["accuracy"], as when rows were dicts

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from loopkit.errors import LoopkitError
-from loopkit.rundir import RunDir
+from loopkit.rundir import RECIPE, RunDir
 
 SPEND = ("teacher_calls", "teacher_tokens", "usd")
 
@@ -54,7 +54,8 @@ def find_runs(paths: list[Path]) -> list[Run]:
 
 def _is_run(path: Path) -> bool:
     """A run directory: its recipe, and its rounds (or, copied without them, its summary.json)."""
-    return (path / "recipe.yaml").is_file() and ((path / "round-000").is_dir() or (path / "summary.json").is_file())
+    run = RunDir(path)
+    return run.has_recipe() and (run.has_round(0) or run.has_summary())
 
 
 def _read_run(path: Path) -> Run:
@@ -67,12 +68,12 @@ def _read_run(path: Path) -> Run:
         if not isinstance(seed, int) or not isinstance(task, dict):
             raise TypeError
     except (KeyError, TypeError):
-        raise run.damaged(path / "recipe.yaml", "lacks loop.mode, selector.name, an integer seed or the task") from None
-    if (path / "round-000").is_dir():
-        rows = run.rows()
+        raise run.damaged(path / RECIPE, "lacks loop.mode, selector.name, an integer seed or the task") from None
+    if run.has_round(0):
+        rows = [row.to_json() for row in run.rows()]
         fidelity = [{**row, "round": t} for t in range(len(rows)) for row in run.fidelity(t)]
     else:  # summary.json alone: a run copied without its round directories
-        rows, fidelity = run.summary_rows(), []
+        rows, fidelity = [row.to_json() for row in run.summary_rows()], []
     return Run(path, arm, seed, task, rows, fidelity)
 
 

@@ -1,5 +1,9 @@
 """The run directory: the one place that lays out, locks, writes and reads a run's files.
 
+No other module builds a path inside a run or parses a run's file: they ask ``RunDir`` (the round
+paths, the model a round saved, the complete rounds, the rows, selections and samples a resume
+reads back, the summary).
+
 Writes are atomic (temp file + rename). A round counts only once its ``COMPLETE`` marker exists,
 so a crash mid-round never leaves a half-written round that looks finished; ``summary.json`` is a
 view of the complete rounds (rebuilt on resume; ``report`` reads the rounds themselves).
@@ -30,13 +34,12 @@ from pydantic import BaseModel, ValidationError
 
 from loopkit.errors import LoopkitError, RunDirError, RunInUseError
 from loopkit.files import dir_target_problem, reason, shown, utf8_problem
-from loopkit.journal import FILENAME as JOURNAL
-from loopkit.records import Sample
+from loopkit.journal import FILENAME as JOURNAL, Journal
+from loopkit.records import RoundRow, Sample, prompt_variant
 
 COMPLETE = "COMPLETE"
 LOCK = ".lock"
-ROW_KEYS = ("round", "samples", "teacher_calls", "teacher_tokens", "usd", "accuracy", "seconds", "elapsed")  # a summary row
-_ROW_TYPES = {"round": int, "samples": int, "teacher_calls": int, "accuracy": (int, float)}  # what every row must have
+RECIPE, MANIFEST, SUMMARY = "recipe.yaml", "manifest.json", "summary.json"
 _ROUND = re.compile(r"round-(\d+)")
 
 _held: dict[Path, int] = {}  # run directories this process holds: path -> the locked file's descriptor
@@ -76,6 +79,21 @@ class RunDir:
             raise LoopkitError(f"cannot create a run directory in {shown(parent)}: {reason(exc)} "
                                "(--output or output_dir)") from None
         raise LoopkitError(f"too many runs named {name} at {stamp} in {shown(parent)}")
+
+    @classmethod
+    def start(cls, parent: str | Path, name: str, recipe: str, manifest: dict) -> "RunDir":
+        """A new run directory (see ``create``) with its header: ``recipe`` (the resolved recipe's YAML text) as
+        recipe.yaml, and ``manifest`` plus the recipe's fingerprint as manifest.json. A failed write leaves no
+        directory behind."""
+        run = cls.create(parent, name)
+        try:
+            run.write_text(RECIPE, recipe)
+            run.write_json(MANIFEST, {**manifest, "recipe_fingerprint": run.recipe_fingerprint()})
+        except OSError as exc:  # nothing is in it yet: leave no directory behind
+            run.unlock()
+            shutil.rmtree(run.path, ignore_errors=True)
+            raise run.write_error(exc, "run again") or exc
+        return run
 
     @staticmethod
     def check_parent(parent: str | Path) -> None:
@@ -151,13 +169,34 @@ class RunDir:
 
     # -- layout and writing -----------------------------------------------------------------------
 
-    def round_path(self, round: int) -> Path:
-        return self.path / f"round-{round:03d}"
+    def round_path(self, round_no: int) -> Path:
+        return self.path / f"round-{round_no:03d}"
 
-    def round_dir(self, round: int) -> Path:
-        path = self.round_path(round)
+    def round_dir(self, round_no: int) -> Path:
+        """The round's directory, made if missing (for writing)."""
+        path = self.round_path(round_no)
         path.mkdir(exist_ok=True)
         return path
+
+    def train_dir(self, round_no: int) -> Path:
+        """Where the round's trainer writes (its checkpoints; the student it saves goes to ``train/model``)."""
+        return self.round_path(round_no) / "train"
+
+    def has_round(self, round_no: int) -> bool:
+        """Whether the round's directory exists (complete or not)."""
+        return self.round_path(round_no).is_dir()
+
+    def has_model(self, round_no: int) -> bool:
+        return (self.train_dir(round_no) / "model").is_dir()
+
+    def has_recipe(self) -> bool:
+        return (self.path / RECIPE).is_file()
+
+    def has_manifest(self) -> bool:
+        return (self.path / MANIFEST).is_file()
+
+    def has_summary(self) -> bool:
+        return (self.path / SUMMARY).is_file()
 
     def write_text(self, relative: str | Path, text: str) -> Path:
         target = self.path / relative
@@ -185,15 +224,47 @@ class RunDir:
     def write_jsonl(self, relative: str | Path, rows: Iterable[Any]) -> Path:
         return self.write_text(relative, "".join(_dump(row) + "\n" for row in rows))
 
-    def write_summary(self, summary: dict) -> None:
-        self.write_json("summary.json", summary)
+    def write_summary(self, name: str, mode: str, rows: list[RoundRow], stopped: str | None = None) -> None:
+        """summary.json: the run's rows (a view of its complete rounds) and why it stopped early, if it did."""
+        summary = {"name": name, "mode": mode, "rounds": [row.to_json() for row in rows]}
+        if stopped:
+            summary["stopped"] = stopped
+        self.write_json(SUMMARY, summary)
 
-    def mark_complete(self, round: int) -> None:
+    # A round's files, in the order the loop writes them (COMPLETE last).
+
+    def write_selected(self, round_no: int, picks: Iterable[tuple[int, Sample]]) -> None:
+        """selected.jsonl: per picked seed (its pool index, and the seed as the teacher got it), its index, id,
+        question and the prompt variant the selector asked for, if any."""
+        self.write_jsonl(self.round_path(round_no) / "selected.jsonl", (
+            {"index": i, "id": s.id, "question": s.question, **({"variant": prompt_variant(s)} if prompt_variant(s) is not None else {})}
+            for i, s in picks))
+
+    def write_pool_signals(self, round_no: int, rows: Iterable[dict]) -> None:
+        self.write_jsonl(self.round_path(round_no) / "pool_signals.jsonl", rows)
+
+    def write_synthetic(self, round_no: int, samples: list[Sample]) -> None:
+        self.write_jsonl(self.round_path(round_no) / "synthetic.jsonl", samples)
+
+    def write_dropped(self, round_no: int, rows: list[dict]) -> None:
+        self.write_jsonl(self.round_path(round_no) / "dropped.jsonl", rows)
+
+    def write_fidelity(self, round_no: int, rows: list[dict]) -> None:
+        self.write_jsonl(self.round_path(round_no) / "fidelity.jsonl", rows)
+
+    def write_eval(self, round_no: int, rows: list[dict]) -> None:
+        self.write_jsonl(self.round_path(round_no) / "eval.jsonl", rows)
+
+    def write_metrics(self, round_no: int, row: RoundRow, extra: dict) -> None:
+        """metrics.json: the round's row, then what else the round measured (training, drops, ...)."""
+        self.write_json(self.round_path(round_no) / "metrics.json", {**row.to_json(), **extra})
+
+    def mark_complete(self, round_no: int) -> None:
         # Empty: it needs no data block, so a disk that filled up once the round's files were written cannot fail it.
-        self.write_text(Path(f"round-{round:03d}") / COMPLETE, "")
+        self.write_text(self.round_path(round_no) / COMPLETE, "")
 
-    def is_complete(self, round: int) -> bool:
-        return (self.round_path(round) / COMPLETE).exists()
+    def is_complete(self, round_no: int) -> bool:
+        return (self.round_path(round_no) / COMPLETE).exists()
 
     def complete_rounds(self) -> int:
         """The last round of the unbroken run of complete rounds from round 0 (-1: none)."""
@@ -222,19 +293,23 @@ class RunDir:
             )
         return done
 
-    def discard_rounds_after(self, round: int) -> None:
-        """Remove what an interrupted run left half-done: stray temp files, and the rounds after ``round`` that
+    def discard_rounds_after(self, round_no: int) -> None:
+        """Remove what an interrupted run left half-done: stray temp files, and the rounds after ``round_no`` that
         are not complete and come after every complete round (a complete round is never removed).
         Only the process holding the run removes anything: another one may be making that round now."""
         if self.path.resolve() not in _held:
             return
         rounds = self._rounds()
-        last = max([round, *(k for k in rounds if self.is_complete(k))])
+        last = max([round_no, *(k for k in rounds if self.is_complete(k))])
         for k in rounds:
             if k > last:
                 shutil.rmtree(self.round_path(k))
         for tmp in self.path.rglob(".*.tmp"):
             tmp.unlink(missing_ok=True)
+
+    def discard_incomplete(self) -> None:
+        """``discard_rounds_after`` the last of the unbroken complete rounds: what a stop or a failure leaves to tidy."""
+        self.discard_rounds_after(self.complete_rounds())
 
     def write_error(self, exc: BaseException, then: str, writing: Path | None = None) -> RunDirError | None:
         """A one-line RunDirError if ``exc`` is a write the system refused (disk full, file too large,
@@ -302,13 +377,18 @@ class RunDir:
             )
         return data
 
+    def recipe_text(self) -> str:
+        """recipe.yaml as written (comments included), refused if it changed since the run started."""
+        self.recipe()
+        return self.read_text(RECIPE)
+
     def recipe_fingerprint(self) -> str:
         """The sha256 of recipe.yaml's data (comments and layout aside): what manifest.json records at the start."""
         return _fingerprint(self._recipe_data())
 
     def manifest(self) -> dict:
         """manifest.json ({} for a run without one)."""
-        path = self.path / "manifest.json"
+        path = self.path / MANIFEST
         if not path.exists():
             return {}
         data = self.read_json(path, fix="restore it from a copy, or delete it (loopkit then knows no versions of the run "
@@ -321,71 +401,89 @@ class RunDir:
         import yaml
 
         try:
-            data = yaml.safe_load(self.read_text("recipe.yaml"))
+            data = yaml.safe_load(self.read_text(RECIPE))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise self.damaged(self.path / "recipe.yaml", f"is not valid YAML ({getattr(exc, 'problem', None) or 'unreadable'}"
+            raise self.damaged(self.path / RECIPE, f"is not valid YAML ({getattr(exc, 'problem', None) or 'unreadable'}"
                                                           f"{where}; truncated?)") from None
         if not isinstance(data, dict):
-            raise self.damaged(self.path / "recipe.yaml", "is not a recipe (a mapping of sections)")
+            raise self.damaged(self.path / RECIPE, "is not a recipe (a mapping of sections)")
         return data
 
     def summary(self) -> dict | None:
         """summary.json as it is, or None if missing or unreadable (it is derived: the rounds are the truth)."""
         try:
-            data = json.loads((self.path / "summary.json").read_text(encoding="utf-8"))
+            data = json.loads((self.path / SUMMARY).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
 
-    def summary_rows(self) -> list[dict]:
+    def summary_rows(self) -> list[RoundRow]:
         """The rounds summary.json lists, checked (for a run copied without its round directories)."""
-        path = self.path / "summary.json"
+        path = self.path / SUMMARY
         summary = self.read_json(path)
         rows = summary.get("rounds") if isinstance(summary, dict) else None
         if not isinstance(rows, list):
             raise self.damaged(path, "has no list of rounds")
-        for n, row in enumerate(rows):
-            self._check_row(path, row, f"round {n}: ")
-        return rows
+        return [self._row(path, row, f"round {n}: ") for n, row in enumerate(rows)]
 
-    def metrics(self, round: int) -> dict:
-        """round-NNN/metrics.json, checked to hold a summary row."""
-        path = self.round_path(round) / "metrics.json"
-        data = self._check_row(path, self.read_json(path))
-        if data["round"] != round:
-            raise self.damaged(path, f"says it is round {data['round']}")
+    def metrics(self, round_no: int) -> dict:
+        """round-NNN/metrics.json (the round's row and what else it measured), checked to hold a row."""
+        path = self.round_path(round_no) / "metrics.json"
+        data = self.read_json(path)
+        row = self._row(path, data)
+        if row.round != round_no:
+            raise self.damaged(path, f"says it is round {row.round}")
         return data
 
-    def _check_row(self, path: Path, row: Any, where: str = "") -> dict:
-        if not isinstance(row, dict):
-            raise self.damaged(path, f"{where}is not a JSON object")
-        for key, kind in _ROW_TYPES.items():
-            if not isinstance(row.get(key), kind) or isinstance(row.get(key), bool):
-                raise self.damaged(path, f"{where}has no valid '{key}'" if key not in row else f"{where}'{key}' is not a number")
-        return row
+    def _row(self, path: Path, data: Any, where: str = "") -> RoundRow:
+        try:
+            return RoundRow.from_json(data)
+        except ValueError as exc:
+            raise self.damaged(path, f"{where}{exc}") from None
 
-    def rows(self) -> list[dict]:
-        """One summary row per complete round (from their metrics.json), refusing a hole in the rounds."""
-        return [{k: m[k] for k in ROW_KEYS if k in m} for m in map(self.metrics, range(self.last_round() + 1))]
+    def rows(self) -> list[RoundRow]:
+        """One row per complete round (from their metrics.json), refusing a hole in the rounds."""
+        return [RoundRow.from_json(self.metrics(k)) for k in range(self.last_round() + 1)]
 
-    def check_round(self, round: int) -> None:
+    def trained(self, round_no: int) -> bool:
+        """Whether the round trained the student (a round whose samples were all dropped keeps the one before)."""
+        train = self.metrics(round_no).get("train")
+        return isinstance(train, dict) and not train.get("skipped") and bool(train.get("examples"))
+
+    def check_round(self, round_no: int) -> None:
         """Every JSON file of a complete round parses (what resume does not read itself included, e.g. eval.jsonl)."""
-        for path in sorted(self.round_path(round).glob("*.json*")):
+        for path in sorted(self.round_path(round_no).glob("*.json*")):
             self.read_jsonl(path) if path.suffix == ".jsonl" else self.read_json(path)
 
-    def selected(self, round: int) -> list[dict]:
-        """round-NNN/selected.jsonl: the seeds picked in that round, each with its pool ``index``."""
-        path = self.round_path(round) / "selected.jsonl"
+    def selected(self, round_no: int, pool: list[Sample] | None = None) -> list[dict]:
+        """round-NNN/selected.jsonl: the seeds picked in that round, each with its pool ``index``; with ``pool``,
+        checked to name seeds of that pool (else the task's data changed since the run began)."""
+        path = self.round_path(round_no) / "selected.jsonl"
         rows = self.read_jsonl(path)
         for n, row in enumerate(rows, 1):
-            if not isinstance(row.get("index"), int) or isinstance(row["index"], bool) or row["index"] < 0:
+            index = row.get("index")
+            if not isinstance(index, int) or isinstance(index, bool) or index < 0:
                 raise self.damaged(path, f"row {n} has no valid 'index'")
+            if pool is None:
+                continue
+            if index >= len(pool):
+                problem = f"names seed {index}, but the task's pool has {len(pool)} seeds"
+            elif "id" in row and pool[index].id != row["id"]:
+                problem = f"names seed {index} as {row['id']}, but the task's seed {index} is now {pool[index].id}"
+            else:
+                continue
+            raise RunDirError(f"{path}: row {n} {problem}: the task's data changed since the run started; restore the "
+                              "data the run was started with, or start a new run")
         return rows
 
-    def samples(self, round: int, name: str = "synthetic.jsonl") -> list[Sample]:
-        path = self.round_path(round) / name
+    def synthetic(self, last: int) -> list[Sample]:
+        """Every synthetic sample of rounds 1..``last``, in order."""
+        return [s for k in range(1, last + 1) for s in self.samples(k)]
+
+    def samples(self, round_no: int, name: str = "synthetic.jsonl") -> list[Sample]:
+        path = self.round_path(round_no) / name
         samples = []
         for n, line in enumerate(self.read_text(path).splitlines(), 1):
             if line.strip():
@@ -395,9 +493,9 @@ class RunDir:
                     raise self.damaged(path, f"line {n} is not a sample ({_validation_problem(exc)})") from None
         return samples
 
-    def fidelity(self, round: int) -> list[dict]:
+    def fidelity(self, round_no: int) -> list[dict]:
         """round-NNN/fidelity.jsonl ([] if the round scored no offspring)."""
-        path = self.round_path(round) / "fidelity.jsonl"
+        path = self.round_path(round_no) / "fidelity.jsonl"
         if not path.exists():
             return []
         rows = self.read_jsonl(path)
@@ -415,12 +513,20 @@ class RunDir:
             raise RunDirError(f"{path} {problem}; restore it, or move it away to resume without it "
                               "(the unfinished round's teacher calls are then paid again)")
 
-    def has_model(self, round: int) -> bool:
-        return (self.round_path(round) / "train" / "model").is_dir()
+    def journal_totals(self) -> dict[str, float] | None:
+        """The teacher journal's totals (answered calls, tokens, USD), or None for a run without a journal."""
+        path = self.path / JOURNAL
+        if not path.exists():
+            return None
+        journal = Journal(path)
+        try:
+            return journal.totals()
+        finally:
+            journal.close()
 
-    def model_dir(self, round: int) -> Path:
-        """The student round ``round`` saved (train/model), checked whole: weights not truncated, JSON files parse."""
-        path = self.round_path(round) / "train" / "model"
+    def model_dir(self, round_no: int) -> Path:
+        """The student round ``round_no`` saved (train/model), checked whole: weights not truncated, JSON files parse."""
+        path = self.train_dir(round_no) / "model"
         if not path.is_dir():
             raise self.damaged(path, "is missing")
         weights = sorted(path.glob("*.safetensors"))

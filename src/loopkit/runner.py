@@ -1,4 +1,4 @@
-"""``loopkit run`` around the core loop: the run directory's header files and a live display."""
+"""``loopkit run`` around the core loop: prepare, a live display, and what to say when a run stops."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from rich.table import Table
 from loopkit import stopping
 from loopkit.environment import describe
 from loopkit.errors import LoopkitError
-from loopkit.journal import FILENAME, Journal
 from loopkit.loop import Loop, RunResult
 from loopkit.plugins import registry
+from loopkit.prepare import prepare
 from loopkit.recipe import ResolvedRecipe
-from loopkit.rundir import RunDir
+from loopkit.records import RoundRow
+from loopkit.rundir import RECIPE, RunDir
 
 
 class RichProgress:
@@ -41,13 +42,13 @@ class RichProgress:
         finally:
             self.bars.remove_task(task)
 
-    def round_done(self, row: dict) -> None:
-        times = ", ".join(f"{k} {v:.1f}s" for k, v in row["seconds"].items())
-        spend = f"{row['teacher_calls']} teacher calls"
-        if row.get("teacher_tokens"):
-            spend += f", {row['teacher_tokens']:,} tokens, ${row.get('usd', 0):.4f}"
+    def round_done(self, row: RoundRow) -> None:
+        times = ", ".join(f"{k} {v:.1f}s" for k, v in row.seconds.items())
+        spend = f"{row.teacher_calls} teacher calls"
+        if row.teacher_tokens:
+            spend += f", {row.teacher_tokens:,} tokens, ${row.usd:.4f}"
         self.console.print(
-            f"round {row['round']}: accuracy [bold]{row['accuracy']:.1%}[/] with {row['samples']} synthetic samples; "
+            f"round {row.round}: accuracy [bold]{row.accuracy:.1%}[/] with {row.samples} synthetic samples; "
             f"spent {spend} ({times})",
             highlight=False,
         )
@@ -80,17 +81,10 @@ def quiet_libraries() -> None:
 
 
 def start_run_dir(resolved: ResolvedRecipe, output: Path | None) -> RunDir:
-    """A new run directory (locked by this process) with its recipe.yaml and manifest.json."""
-    run_dir = RunDir.create(output or resolved.recipe.output_dir, resolved.recipe.name)
-    try:
-        run_dir.write_text("recipe.yaml", f"# resolved from {resolved.source}\n" + yaml.safe_dump(resolved.resolved_dict(), sort_keys=False))
-        run_dir.write_json("manifest.json", {"seed": resolved.recipe.seed, "recipe": resolved.source,
-                                             "recipe_fingerprint": run_dir.recipe_fingerprint(), **describe(registry())})
-    except OSError as exc:  # nothing is in it yet: leave no directory behind
-        run_dir.unlock()
-        shutil.rmtree(run_dir.path, ignore_errors=True)
-        raise run_dir.write_error(exc, "run again") or exc
-    return run_dir
+    """A new run directory (locked by this process) with the resolved recipe and the manifest (versions, seed)."""
+    recipe = f"# resolved from {resolved.source}\n" + yaml.safe_dump(resolved.resolved_dict(), sort_keys=False)
+    manifest = {"seed": resolved.recipe.seed, "recipe": resolved.source, **describe(registry())}
+    return RunDir.start(output or resolved.recipe.output_dir, resolved.recipe.name, recipe, manifest)
 
 
 def _tidy(run_dir: RunDir) -> str:
@@ -99,35 +93,29 @@ def _tidy(run_dir: RunDir) -> str:
     Only the process that holds the run may: one refused by the lock leaves the holder's round alone.
     """
     if run_dir.held():
-        run_dir.discard_rounds_after(run_dir.complete_rounds())
+        run_dir.discard_incomplete()
     return f"continue with: loopkit run --resume {run_dir.path}"
 
 
-def _kept_rows(run_dir: RunDir, rows: list[dict]) -> list[dict]:
-    """The summary rows of the complete rounds: the loop's, or (stopped while a resume restored them) from disk."""
-    done = run_dir.complete_rounds()
-    if len(rows) == done + 1:
-        return rows
+def _kept_rows(run_dir: RunDir) -> list[RoundRow]:
+    """The rows of the complete rounds, as their metrics.json files hold them ([] if they cannot be read now)."""
     try:
-        return [run_dir.metrics(r) for r in range(done + 1)]
+        return [RoundRow.from_json(run_dir.metrics(k)) for k in range(run_dir.complete_rounds() + 1)]
     except (OSError, LoopkitError):
-        return rows[: done + 1]
+        return []
 
 
-def report_stop(console: Console, run_dir: RunDir, rows: list[dict]) -> None:
+def report_stop(console: Console, run_dir: RunDir) -> None:
     """What an interrupted run kept, what its teacher calls cost, and how to continue it."""
-    rows = _kept_rows(run_dir, rows)
+    rows = _kept_rows(run_dir)
     if rows:
         console.print(results_table(RunResult(run_dir, rows)))
-        kept = f"rounds 0-{rows[-1]['round']} are complete and kept in {run_dir.path}"
+        kept = f"rounds 0-{rows[-1].round} are complete and kept in {run_dir.path}"
     else:
         kept = f"no round completed in {run_dir.path}"
-    spent = f"{rows[-1]['teacher_calls'] if rows else 0} teacher calls in complete rounds"
-    journal_path = run_dir.path / FILENAME
-    if journal_path.exists():
-        journal = Journal(journal_path)
-        t = journal.totals()
-        journal.close()
+    spent = f"{rows[-1].teacher_calls if rows else 0} teacher calls in complete rounds"
+    t = run_dir.journal_totals()
+    if t is not None:
         spent += f"; journal: {t['calls']} answered calls, {t['tokens']} tokens, ${t['usd']:.4f}"
     stop = stopping.requested()
     why = f" by {stop.name}" if stop else ""
@@ -141,8 +129,8 @@ def report_stop(console: Console, run_dir: RunDir, rows: list[dict]) -> None:
 def results_table(result: RunResult) -> Table:
     table = Table("round", "synthetic samples", "teacher calls", "test accuracy", "round time", title=str(result.run_dir.path))
     for row in result.rows:
-        table.add_row(str(row["round"]), str(row["samples"]), str(row["teacher_calls"]), f"{row['accuracy']:.1%}",
-                      f"{sum(row['seconds'].values()):.1f}s")
+        table.add_row(str(row.round), str(row.samples), str(row.teacher_calls), f"{row.accuracy:.1%}",
+                      f"{sum(row.seconds.values()):.1f}s")
     return table
 
 
@@ -151,14 +139,14 @@ def resumable(run_dir: Path, recipe: Path | None) -> Path:
 
     The run's recipe.yaml must be the one it started with (manifest.json records its fingerprint).
     """
+    run = RunDir(run_dir)
     # round-000 or the manifest: a run stopped before its round 0 completed has no round left, and resumes from the start.
-    started = (run_dir / "manifest.json").is_file() or (run_dir / "round-000").is_dir()
-    if not (run_dir / "recipe.yaml").is_file() or not started:
+    if not run.has_recipe() or not (run.has_manifest() or run.has_round(0)):
         raise LoopkitError(f"--resume {run_dir}: not a loopkit run directory (no recipe.yaml with manifest.json or round-000); "
                            "give the directory `loopkit run` printed")
-    RunDir(run_dir).check_free()  # a second process on a run stops at once, having changed nothing
-    RunDir(run_dir).recipe()  # damaged, or changed since the run started: refused here
-    return recipe if recipe is not None else run_dir / "recipe.yaml"
+    run.check_free()  # a second process on a run stops at once, having changed nothing
+    run.recipe()  # damaged, or changed since the run started: refused here
+    return recipe if recipe is not None else run_dir / RECIPE  # as given: messages name it the way the user did
 
 
 def _check_same_recipe(resolved: ResolvedRecipe, run_dir: Path) -> None:
@@ -191,10 +179,11 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
         _check_same_recipe(resolved, resume)
     else:
         RunDir.check_parent(output or resolved.recipe.output_dir)  # a bad --output fails before any model loads
-    loop = Loop(resolved, progress, use_cache=use_cache)  # builds components and checks the data before anything is written
-    for warning in loop.data.warnings:
+    prepared = prepare(resolved)  # builds components and checks the data before anything is written
+    for warning in prepared.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    loop.load_student()  # a student that cannot load or be trained fails before a run directory exists
+    prepared.load_student()  # a student that cannot load or be trained fails before a run directory exists
+    loop = Loop(prepared, progress, use_cache=use_cache)
     run_dir: RunDir | None = None
     held = False  # whether this process took the run: one refused by its lock or its checks says no more than why
     try:
@@ -214,7 +203,7 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
         if run_dir is not None and (held or isinstance(exc, KeyboardInterrupt)):
             _tidy(run_dir)
             try:
-                report_stop(console, run_dir, loop.rows)
+                report_stop(console, run_dir)
             except OSError:  # a closed terminal (SIGHUP) takes no more output
                 pass
         raise
@@ -227,22 +216,14 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
 def dry_run(resolved: ResolvedRecipe, console: Console) -> None:
     """Print the plan and its expected spend; loads the task's data but no model."""
     from loopkit.budget import first_exceeded, round_cost
-    from loopkit.loop import bind_teacher, check_fit, load_task_data
 
     recipe = resolved.recipe
-    task = resolved.build("task")
-    data = load_task_data(task, resolved)
-    teacher = resolved.build("teacher")
-    check_fit(resolved, data, task, resolved.build("student"), resolved.build("trainer"), teacher)  # no plan for what cannot run
-    bind_teacher(teacher, task, resolved)
-    needs = resolved.classes["selector"].needs
-    static = recipe.loop.mode == "static"
-    plan = [(1, recipe.sample_budget)] if static else [(t, recipe.loop.per_round) for t in range(1, recipe.loop.rounds + 1)]
-    judged = not static and bool(needs & {"judge_score", "referee_gap"})
+    prepared = prepare(resolved)  # no plan for what cannot run
+    data, plan = prepared.data, prepared.plan
     console.print(
         f"plan for {resolved.source}: task {recipe.task.name} ({len(data.pool)} seeds, {len(data.test)} test), "
         f"student {recipe.student.name}, teacher {recipe.teacher.name}, selector {recipe.selector.name}, "
-        f"trainer {recipe.trainer.name}; {recipe.loop.mode}, {len(plan)} round(s), {recipe.sample_budget} samples",
+        f"trainer {recipe.trainer.name}; {recipe.loop.mode}, {len(plan.rounds)} round(s), {recipe.sample_budget} samples",
         highlight=False,
     )
     table = Table("round", "samples", "teacher calls", "teacher tokens", "USD", "student passes over the pool",
@@ -250,17 +231,17 @@ def dry_run(resolved: ResolvedRecipe, console: Console) -> None:
     spent = {"samples": 0, "teacher_calls": 0, "teacher_tokens": 0.0, "usd": 0.0}
     caps = recipe.budget.model_dump()
     stop = None
-    for round, m in plan:
-        cost = round_cost(teacher, needs, data.pool, m, judged, {})
+    for planned in plan.rounds:
+        cost = round_cost(prepared.teacher, plan.needs, data.pool, planned.samples, {})
         stop = first_exceeded(caps, spent, cost)
         if stop:
-            stop = f"the budget stops the run before round {round}: {stop}"
+            stop = f"the budget stops the run before round {planned.number}: {stop}"
             break
         for currency, amount in cost.as_dict().items():
             spent[currency] += amount
-        passes = "none (random seeds)" if static or not needs else f"{len(data.pool)} answers + signals"
-        table.add_row(str(round), str(spent["samples"]), str(spent["teacher_calls"]), f"{spent['teacher_tokens']:,.0f}",
-                      f"{spent['usd']:.4f}", passes)
+        passes = f"{len(data.pool)} answers + signals" if plan.needs else "none (random seeds)"
+        table.add_row(str(planned.number), str(spent["samples"]), str(spent["teacher_calls"]),
+                      f"{spent['teacher_tokens']:,.0f}", f"{spent['usd']:.4f}", passes)
     console.print(table)
     console.print(stop or "within budget" if any(v is not None for v in caps.values()) else "no budget caps set",
                   highlight=False)

@@ -1,4 +1,4 @@
-"""Signals about the seed pool, computed only when the selector declares it needs them.
+"""Signals about the seed pool, computed only when the selector declares it needs them, and what each takes.
 
 | signal | one per seed | computed by |
 |---|---|---|
@@ -7,9 +7,10 @@
 | ``own_loss``, ``own_loss_sum`` | mean and summed token NLL of that answer (then EOS) | one forward pass over |
 | ``entropy`` | mean token entropy of the student over that answer | prompt + own answer, |
 | ``embedding`` | mean last hidden state over the answer's positions | shared by all four |
-| ``grad_embedding`` | BADGE gradient embedding (see ``Student.answer_stats``) | |
-| ``gold_loss`` | mean token NLL of the seed's reference answer | a forward pass over prompt + reference |
+| ``grad_embedding`` | BADGE gradient embedding (see ``Inference.answer_stats``) | |
+| ``gold_loss`` | mean token NLL of the seed's reference answer (the task must have them) | a forward pass over prompt + reference |
 | ``correct`` | the task's checker on the student's answer | the task |
+| ``reward`` | a reward model's score of question + the student's answer | the model the selector names (``signal_params``) |
 | ``judge_score`` | the teacher's 1-10 grade of the student's answer | ``Teacher.judge`` |
 | ``referee_gap`` | teacher's minus student's referee score, both orders | ``Teacher.referee`` |
 
@@ -22,24 +23,55 @@ from typing import Any
 
 import numpy as np
 
+from loopkit.inference import STATS, Advance, Inference, _noop
 from loopkit.records import Sample
-from loopkit.student import STATS, Advance, Student, _noop
 from loopkit.tasks.base import Task
-from loopkit.teachers.base import Teacher
+from loopkit.teachers.base import JUDGE_SCORE, REFEREE_GAP, Teacher, can
 
 OWN_PASS = frozenset({"own_loss", "own_loss_sum", *STATS})  # from one pass over prompt + own answer
-TEACHER = frozenset({"judge_score", "referee_gap"})
+TEACHER_METHODS = {JUDGE_SCORE: "judge", REFEREE_GAP: "referee"}  # the teacher method that computes each
+TEACHER = frozenset(TEACHER_METHODS)
 VECTORS = frozenset({"embedding", "grad_embedding"})  # one array per seed, not written to pool_signals.jsonl
-KNOWN = frozenset({"question", "answer", "correct", "gold_loss", *OWN_PASS, *TEACHER})
+KNOWN = frozenset({"question", "answer", "correct", "gold_loss", "reward", *OWN_PASS, *TEACHER})
 
 
 def needs_answers(needs: frozenset[str]) -> bool:
     return bool(needs & (KNOWN - {"question", "gold_loss"}))
 
 
-def student_signals(student: Student, task: Task, pool: list[Sample], answers: list[str] | None,
-                    needs: frozenset[str], advance: Advance = _noop) -> dict[str, Any]:
-    """Every requested signal the student and the task give, as arrays aligned with the pool."""
+def unmet_needs(selector: str, needs: frozenset[str], teacher: tuple[str, type[Teacher]],
+                task: tuple[str, type[Task]]) -> str | None:
+    """Why selector ``selector`` cannot have the signals it ``needs`` from this ``(name, class)`` of teacher and
+    task, in a sentence that says what to change; None if it can."""
+    unknown = sorted(needs - KNOWN)
+    if unknown:
+        return f"'{selector}' needs unknown signals {unknown}; loopkit computes {sorted(KNOWN)}"
+    for signal, method in TEACHER_METHODS.items():
+        if signal in needs and not can(teacher[1], method):
+            return (f"'{selector}' needs the teacher to {method} answers, which teacher '{teacher[0]}' cannot; "
+                    "choose another teacher or selector")
+    if "gold_loss" in needs and not getattr(task[1], "has_reference_answers", True):
+        return f"'{selector}' needs reference answers, which task '{task[0]}' does not have; choose another selector"
+    return None
+
+
+def named_reward_model(selector: Any, needs: frozenset[str]) -> Any:
+    """The reward model behind ``reward`` (not loaded yet), if ``needs`` has it: the one the selector names."""
+    if "reward" not in needs:
+        return None
+    params = selector.signal_params().get("reward")
+    if params is None:
+        raise ValueError(f"{type(selector).__name__} needs the 'reward' signal but names no reward model "
+                         "(signal_params() has no 'reward')")
+    from loopkit.reward_model import RewardModel
+
+    return RewardModel(params)
+
+
+def student_signals(student: Inference, task: Task, pool: list[Sample], answers: list[str] | None,
+                    needs: frozenset[str], advance: Advance = _noop, reward_model: Any = None) -> dict[str, Any]:
+    """Every requested signal the student (with the reward model, for ``reward``) and the task give, as arrays
+    aligned with the pool."""
     signals: dict[str, Any] = {}
     if "question" in needs:
         signals["question"] = [s.question for s in pool]
@@ -62,18 +94,18 @@ def student_signals(student: Student, task: Task, pool: list[Sample], answers: l
         signals["gold_loss"] = np.array([float(x.mean()) for x in nll])
     if "correct" in needs:
         signals["correct"] = np.array([task.check(s, a) for s, a in zip(pool, answers)], dtype=bool)
+    if "reward" in needs:
+        signals["reward"] = reward_model.scores([s.question for s in pool], answers)
     return signals
 
 
 def teacher_signals(teacher: Teacher, pool: list[Sample], answers: list[str], needs: frozenset[str],
-                    seed: int) -> tuple[dict[str, Any], int]:
+                    random_seed: int) -> tuple[dict[str, Any], int]:
     """The teacher's judgements of the student's answers, and the teacher calls they cost."""
     signals: dict[str, Any] = {}
     calls = 0
-    if "judge_score" in needs:
-        judged = teacher.judge(pool, answers, seed)
-        signals["judge_score"], calls = np.asarray(judged.scores, dtype=np.float64), calls + judged.calls
-    if "referee_gap" in needs:
-        judged = teacher.referee(pool, answers, seed)
-        signals["referee_gap"], calls = np.asarray(judged.scores, dtype=np.float64), calls + judged.calls
+    for signal, method in TEACHER_METHODS.items():
+        if signal in needs:
+            judged = getattr(teacher, method)(pool, answers, random_seed)
+            signals[signal], calls = np.asarray(judged.scores, dtype=np.float64), calls + judged.calls
     return signals, calls

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from loopkit.selectors.base import Selector, Signals, pick_finite_rows
+from loopkit.selectors.base import Selection, Selector, Signals, pick_finite_rows
 
 
 def kmeans_pp(vectors: np.ndarray, m: int, rng: np.random.Generator) -> list[int]:
@@ -40,6 +40,6 @@ class BadgeSelector(Selector):
     needs = frozenset({"grad_embedding"})
 
     def select(self, signals: Signals, pool_size: int, m: int, rng: np.random.Generator,
-               history: Sequence[int] = ()) -> list[int]:
-        return pick_finite_rows(signals["grad_embedding"], m, rng, type(self).__name__, "grad_embedding",
-                                lambda vectors, k, _: kmeans_pp(vectors, k, rng))
+               history: Sequence[int] = ()) -> Selection:
+        return Selection(pick_finite_rows(signals["grad_embedding"], m, rng, type(self).__name__, "grad_embedding",
+                                          lambda vectors, k, _: kmeans_pp(vectors, k, rng)))

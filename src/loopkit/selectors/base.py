@@ -1,9 +1,10 @@
-"""The selector interface: student signals for the pool in, the indices of m seeds out.
+"""The selector interface: student signals for the pool in, a ``Selection`` of m seeds out.
 
 Selectors never run the student or the teacher. They declare the signals they need (``answer``,
 ``own_loss``, ``correct``, ... listed in ``loopkit.signals``); the loop computes those for the
-whole pool in batched passes. Most selectors only name a signal or write ``score``: ranking,
-tie-breaking (by the round's random generator) and non-finite handling live here.
+whole pool in batched passes (a signal that takes settings, such as the reward model behind
+``reward``, gets them from ``signal_params``). Most selectors only name a signal or write
+``score``: ranking, tie-breaking (by the round's random generator) and non-finite handling live here.
 
 ``select`` may also take ``history``: the pool indices picked in earlier rounds, oldest first
 (``kcenter`` keeps away from them). The loop passes it only to selectors whose ``select`` accepts
@@ -12,10 +13,12 @@ it, so selectors written before it existed keep working.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from abc import abstractmethod
-import inspect
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -26,13 +29,29 @@ logger = logging.getLogger(__name__)
 Signals = Mapping[str, Any]  # signal name -> array (or list) aligned with the pool
 
 
-class Selection(list):
-    """Pool indices, most wanted first, with an optional prompt variant per index for the teacher
-    (LION asks for a "rarer" question on seeds the student finds easy)."""
+@dataclass(frozen=True)
+class Selection(Sequence):
+    """What a selector picks: pool indices, most wanted first, and a prompt variant for some of them, which
+    the teacher gets in the seed's meta (LION asks for a ``records.RARER`` question on seeds the student
+    finds easy). It is a sequence of its indices."""
 
-    def __init__(self, indices: Sequence[int] = (), variants: Mapping[int, str] | None = None) -> None:
-        super().__init__(int(i) for i in indices)
-        self.variants = dict(variants or {})
+    indices: tuple[int, ...] = ()  # any iterable of ints is taken
+    variants: Mapping[int, str] = field(default_factory=dict)  # pool index -> variant name
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "indices", tuple(int(i) for i in self.indices))
+        object.__setattr__(self, "variants", {int(i): v for i, v in self.variants.items()})
+
+    def __getitem__(self, i):
+        return self.indices[i]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @classmethod
+    def of(cls, picked: "Selection | Iterable[int]") -> "Selection":
+        """What ``select`` returned, as a Selection (a plain list of indices has no variants)."""
+        return picked if isinstance(picked, Selection) else cls(picked)
 
 
 class Selector(Component):
@@ -40,13 +59,17 @@ class Selector(Component):
 
     @abstractmethod
     def select(self, signals: Signals, pool_size: int, m: int, rng: np.random.Generator,
-               history: Sequence[int] = ()) -> list[int]:
-        """The pool indices of the ``m`` seeds to expand, most wanted first (a ``Selection`` to
-        attach prompt variants)."""
+               history: Sequence[int] = ()) -> Selection:
+        """The ``m`` seeds to expand, most wanted first, with any prompt variants."""
+
+    def signal_params(self) -> Mapping[str, Any]:
+        """Settings of the signals this selector needs, by signal, for those that take some (``reward``: the
+        reward model that computes it, ``loopkit.reward_model.RewardModelParams``)."""
+        return {}
 
 
 def call_select(selector: Selector, signals: Signals, pool_size: int, m: int, rng: np.random.Generator,
-                history: Sequence[int]) -> list[int]:
+                history: Sequence[int]) -> Selection | list[int]:
     """``selector.select``, passing ``history`` only if it takes it (older plugins do not)."""
     parameters = inspect.signature(selector.select).parameters
     if "history" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
@@ -106,8 +129,8 @@ class ScoreSelector(Selector):
         return np.asarray(signals[self.signal])
 
     def select(self, signals: Signals, pool_size: int, m: int, rng: np.random.Generator,
-               history: Sequence[int] = ()) -> list[int]:
+               history: Sequence[int] = ()) -> Selection:
         scores = np.asarray(self.score(signals), dtype=np.float64)
         if scores.shape != (pool_size,):
             raise ValueError(f"{type(self).__name__}.score returned shape {scores.shape}, expected ({pool_size},)")
-        return top_m(scores, m, rng, type(self).__name__, self.signal)
+        return Selection(top_m(scores, m, rng, type(self).__name__, self.signal))

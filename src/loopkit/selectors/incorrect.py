@@ -12,16 +12,16 @@ from typing import Sequence
 
 import numpy as np
 
-from loopkit.selectors.base import Selector, Signals, finite
+from loopkit.selectors.base import Selection, Selector, Signals, finite
 
 
 class IncorrectSelector(Selector):
     needs = frozenset({"correct", "own_loss"})
 
     def select(self, signals: Signals, pool_size: int, m: int, rng: np.random.Generator,
-               history: Sequence[int] = ()) -> list[int]:
+               history: Sequence[int] = ()) -> Selection:
         wrong = ~np.asarray(signals["correct"], dtype=bool)
         loss = np.where(wrong, 0.0, finite(signals["own_loss"], type(self).__name__, "own_loss"))
         # wrong first; then by loss, highest first (wrong seeds tie at 0 and so come in random order)
         order = np.lexsort((rng.permutation(pool_size), -loss, ~wrong))
-        return [int(i) for i in order[:m]]
+        return Selection(order[:m])

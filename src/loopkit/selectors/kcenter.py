@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from loopkit.selectors.base import Selector, Signals, pick_finite_rows
+from loopkit.selectors.base import Selection, Selector, Signals, pick_finite_rows
 
 
 def k_center(vectors: np.ndarray, m: int, rng: np.random.Generator, centers: Sequence[int] = ()) -> list[int]:
@@ -46,9 +46,9 @@ class KCenterSelector(Selector):
     needs = frozenset({"embedding"})
 
     def select(self, signals: Signals, pool_size: int, m: int, rng: np.random.Generator,
-               history: Sequence[int] = ()) -> list[int]:
+               history: Sequence[int] = ()) -> Selection:
         def pick(vectors: np.ndarray, k: int, good: np.ndarray) -> list[int]:
             where = {int(g): j for j, g in enumerate(good)}  # pool index -> row among the finite ones
             return k_center(vectors, k, rng, [where[i] for i in history if i in where])
 
-        return pick_finite_rows(signals["embedding"], m, rng, type(self).__name__, "embedding", pick)
+        return Selection(pick_finite_rows(signals["embedding"], m, rng, type(self).__name__, "embedding", pick))

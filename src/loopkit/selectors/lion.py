@@ -4,7 +4,7 @@ The teacher, as referee, scores its own answer and the student's in both orders 
 is the teacher's minus the student's score, averaged over the orders). A gap of at least
 ``threshold`` makes a seed hard. ``hard_fraction`` of the m picks are drawn uniformly from the hard
 seeds and the rest from the easy ones; if one group is short, the other fills in. Easy seeds carry
-the prompt variant ``"rarer"`` (LION's generator then writes a new, rarer question in the same
+the prompt variant ``RARER`` (LION's generator then writes a new, rarer question in the same
 domain instead of a similar one); it is recorded in ``selected.jsonl`` and passed to the teacher
 as the seed's ``meta["prompt_variant"]``. Hard seeds come first in the selection.
 """
@@ -17,9 +17,8 @@ import numpy as np
 from pydantic import Field
 
 from loopkit.component import Params
+from loopkit.records import RARER
 from loopkit.selectors.base import Selection, Selector, Signals, finite
-
-RARER = "rarer"
 
 
 class LionSelector(Selector):

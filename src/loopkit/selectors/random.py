@@ -6,10 +6,10 @@ from typing import Sequence
 
 import numpy as np
 
-from loopkit.selectors.base import Selector, Signals
+from loopkit.selectors.base import Selection, Selector, Signals
 
 
 class RandomSelector(Selector):
     def select(self, signals: Signals, pool_size: int, m: int, rng: np.random.Generator,
-               history: Sequence[int] = ()) -> list[int]:
-        return [int(i) for i in rng.choice(pool_size, size=m, replace=False)]
+               history: Sequence[int] = ()) -> Selection:
+        return Selection(rng.choice(pool_size, size=m, replace=False))

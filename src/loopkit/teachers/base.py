@@ -15,6 +15,10 @@ from loopkit.component import Component
 from loopkit.records import Sample
 from loopkit.tasks.base import Task
 
+# The signals a teacher computes for the selectors that need them (see loopkit.signals).
+JUDGE_SCORE = "judge_score"  # by ``judge``
+REFEREE_GAP = "referee_gap"  # by ``referee``
+
 
 @dataclass(frozen=True)
 class Generation:
@@ -38,8 +42,8 @@ class Teacher(Component):
     calls_per_sample: int = 1  # teacher calls one synthetic sample costs
 
     def judge_calls(self, needs: frozenset[str], seeds: list[Sample]) -> int:
-        """Calls to judge ``seeds`` for a selector that needs ``judge_score`` / ``referee_gap``."""
-        return len(seeds) * (("judge_score" in needs) + 2 * ("referee_gap" in needs))
+        """Calls to judge ``seeds`` for a selector that needs ``judge_score`` / ``referee_gap`` (both orders)."""
+        return len(seeds) * ((JUDGE_SCORE in needs) + 2 * (REFEREE_GAP in needs))
 
     def estimate_call(self, seeds: list[Sample]) -> tuple[float, float]:
         """Expected (tokens, USD) of one call, before any call was made; (0, 0) for a free teacher."""
@@ -63,14 +67,14 @@ class Teacher(Component):
         """
 
     @abstractmethod
-    def generate(self, seeds: list[Sample], round: int, seed: int) -> list[Generation]:
-        """One new sample per seed, in order."""
+    def generate(self, seeds: list[Sample], round_no: int, random_seed: int) -> list[Generation]:
+        """One new sample per seed question, in order, for round ``round_no``; ``random_seed`` seeds any sampling."""
 
-    def judge(self, seeds: list[Sample], answers: list[str], seed: int) -> Judgement:
+    def judge(self, seeds: list[Sample], answers: list[str], random_seed: int) -> Judgement:
         """Grade each student answer to its seed from 1 (wrong, useless) to 10 (correct, complete)."""
         raise NotImplementedError(f"teacher {type(self).__name__} cannot judge answers")
 
-    def referee(self, seeds: list[Sample], answers: list[str], seed: int) -> Judgement:
+    def referee(self, seeds: list[Sample], answers: list[str], random_seed: int) -> Judgement:
         """LION's referee: score the teacher's own answer and the student's, 1-10 each, in both
         presentation orders; per seed, the teacher's score minus the student's, averaged over orders."""
         raise NotImplementedError(f"teacher {type(self).__name__} cannot referee answers")

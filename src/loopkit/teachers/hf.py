@@ -8,47 +8,12 @@ output can depend on the other rows of its batch.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field
 
-from loopkit.errors import LoopkitError
+from loopkit.models.spec import ModelSpec
 from loopkit.teachers.llm import Completion, LLMTeacher, LLMTeacherParams, Messages
-
-
-class ModelSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(description="a registered model component, e.g. hf or tiny")
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _resolves(self) -> "ModelSpec":
-        from loopkit.plugins import registry
-        from loopkit.recipe import format_validation_error
-
-        try:
-            cls = registry().load("model", self.name)
-        except LoopkitError as exc:
-            raise ValueError(str(exc)) from None
-        try:
-            cls.Params.model_validate(self.params)
-        except ValidationError as exc:
-            raise ValueError(format_validation_error("model", "params", exc).removeprefix("model: ")) from None
-        return self
-
-    @property
-    def key(self) -> str:
-        """What identifies the model in journal keys: its name and every param."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
-
-    def build(self) -> Any:
-        """The model component this spec names, with its params."""
-        from loopkit.plugins import registry
-
-        cls = registry().load("model", self.name)
-        return cls(cls.Params.model_validate(self.params))
 
 
 class HFTeacher(LLMTeacher):
@@ -83,12 +48,12 @@ class HFTeacher(LLMTeacher):
     def complete(self, prompts: list[Messages], params: dict[str, Any], done=None) -> list[Completion]:
         import torch
 
-        from loopkit.student import Student
+        from loopkit.inference import Inference
 
         model, tokenizer = self._load()
-        # The LLM-teacher protocol sends one user turn per call; Student renders it (chat template or not).
-        student = Student(model, tokenizer, self.params.batch_size, params["max_new_tokens"])
+        # The LLM-teacher protocol sends one user turn per call; Inference renders it (chat template or not).
+        inference = Inference(model, tokenizer, self.params.batch_size, params["max_new_tokens"])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(params["seed"])
-            outputs = student.generate_counted([m[-1]["content"] for m in prompts], params)
+            outputs = inference.generate_counted([m[-1]["content"] for m in prompts], params)
         return [Completion(text, prompt_tokens, new_tokens) for text, prompt_tokens, new_tokens in outputs]

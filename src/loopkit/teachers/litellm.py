@@ -35,7 +35,8 @@ from loopkit import stopping
 from loopkit.errors import LoopkitError, UnavailableError
 from loopkit.secrets import redact, remember
 from loopkit.tasks.base import Task
-from loopkit.teachers.llm import BatchError, Completion, Done, LLMTeacher, LLMTeacherParams, Messages, token_count
+from loopkit.teachers.calls import BatchError, Completion, Done, Messages, token_count
+from loopkit.teachers.llm import LLMTeacher, LLMTeacherParams
 
 
 class TeacherCallError(BatchError):

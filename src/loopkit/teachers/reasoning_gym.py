@@ -24,27 +24,27 @@ class ReasoningGymTeacher(Teacher):
             raise RecipeError("teacher 'reasoning-gym' only serves task 'reasoning-gym'; choose an LLM teacher for other tasks")
         self.task = task
 
-    def _grade(self, seed_sample: Sample, answer: str | None) -> float:
-        return BEST if answer is not None and self.task.check(seed_sample, answer) else WORST
+    def _grade(self, seed: Sample, answer: str | None) -> float:
+        return BEST if answer is not None and self.task.check(seed, answer) else WORST
 
-    def judge(self, seeds: list[Sample], answers: list[str], seed: int) -> Judgement:
+    def judge(self, seeds: list[Sample], answers: list[str], random_seed: int) -> Judgement:
         return Judgement([self._grade(s, a) for s, a in zip(seeds, answers)], calls=len(seeds))
 
-    def referee(self, seeds: list[Sample], answers: list[str], seed: int) -> Judgement:
+    def referee(self, seeds: list[Sample], answers: list[str], random_seed: int) -> Judgement:
         # The verdict does not depend on the order the two answers are shown in, but a referee is
         # asked both ways, so each seed costs two calls.
         gaps = [self._grade(s, s.answer) - self._grade(s, a) for s, a in zip(seeds, answers)]
         return Judgement(gaps, calls=2 * len(seeds))
 
-    def generate(self, seeds: list[Sample], round: int, seed: int) -> list[Generation]:
-        return [self._one(s, round, seed, i) for i, s in enumerate(seeds)]
+    def generate(self, seeds: list[Sample], round_no: int, random_seed: int) -> list[Generation]:
+        return [self._one(s, round_no, random_seed, i) for i, s in enumerate(seeds)]
 
-    def _one(self, seed_sample: Sample, round: int, seed: int, index: int) -> Generation:
-        generator, config = seed_sample.meta["generator"], seed_sample.meta["config"]
-        dataset = make_dataset(generator, config, 1, derive_seed(seed, "teacher", round, index, seed_sample.id))
-        sample = to_sample(dataset[0], generator, config, source=SOURCE, seed_id=seed_sample.id, round=round)
+    def _one(self, seed: Sample, round_no: int, random_seed: int, index: int) -> Generation:
+        generator, config = seed.meta["generator"], seed.meta["config"]
+        dataset = make_dataset(generator, config, 1, derive_seed(random_seed, "teacher", round_no, index, seed.id))
+        sample = to_sample(dataset[0], generator, config, source=SOURCE, seed_id=seed.id, round=round_no)
         if sample.answer is None:
-            return Generation(seed_sample, None, f"generator '{generator}' gives no reference answer", calls=1)
-        if normalize_question(sample.question) == normalize_question(seed_sample.question):
-            return Generation(seed_sample, None, "new question repeats its seed", calls=1)
-        return Generation(seed_sample, sample, calls=1)
+            return Generation(seed, None, f"generator '{generator}' gives no reference answer", calls=1)
+        if normalize_question(sample.question) == normalize_question(seed.question):
+            return Generation(seed, None, "new question repeats its seed", calls=1)
+        return Generation(seed, sample, calls=1)

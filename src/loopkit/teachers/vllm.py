@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from loopkit.errors import LoopkitError
-from loopkit.teachers.hf import ModelSpec
+from loopkit.models.spec import ModelSpec
 from loopkit.teachers.llm import Completion, LLMTeacher, LLMTeacherParams, Messages
 
 

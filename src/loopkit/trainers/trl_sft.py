@@ -86,7 +86,7 @@ class TRLSFTTrainer(Trainer):
 
         datasets.disable_progress_bars()
         p = self.params
-        from loopkit.loop import token_lengths
+        from loopkit.inference import token_lengths
 
         # Teachers can write longer than the seeds: never hand TRL a set with no answer token left.
         self.check_lengths(token_lengths(tokenizer, list(prompts)),

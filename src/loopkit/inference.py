@@ -1,4 +1,5 @@
-"""The student model at inference: batched greedy answers, per-token losses and answer statistics.
+"""A causal LM at inference (the student's, or a local teacher's): batched answers, per-token losses and
+answer statistics.
 
 Every pass is batched: prompts are sorted by length so batches carry little padding, padded on
 the left, and given explicit position ids, so a result does not depend on the batch it was in.
@@ -31,7 +32,9 @@ def _noop(n: int) -> None:
     pass
 
 
-class Student:
+class Inference:
+    """Batched passes over one loaded ``(model, tokenizer)``."""
+
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 64, max_new_tokens: int = 32,
                  grad_dim: int = 2**15) -> None:
         self.model = model
@@ -195,3 +198,12 @@ class Student:
             generator = torch.Generator().manual_seed(0)
             self._projection = (torch.randn(vocab, k, generator=generator) / k**0.5).to(residual.device)
         return residual @ self._projection
+
+
+def token_lengths(tokenizer: Any, texts: list[str], special: bool = True) -> list[int]:
+    """Token counts of ``texts``, a few at a time (one call on thousands of long texts can exhaust memory)."""
+    add = special and getattr(tokenizer, "chat_template", None) is None
+    lengths: list[int] = []
+    for start in range(0, len(texts), 256):
+        lengths += [len(ids) for ids in tokenizer(texts[start : start + 256], add_special_tokens=add)["input_ids"]]
+    return lengths
