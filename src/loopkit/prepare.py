@@ -14,11 +14,14 @@ from typing import Any
 import numpy as np
 
 from loopkit.errors import DataError, LoopkitError, RecipeError, UnavailableError
+from loopkit.models.base import ModelSource
 from loopkit.recipe import LoopSpec, ResolvedRecipe
 from loopkit.records import Sample
+from loopkit.selectors.base import Selector
 from loopkit.signals import TEACHER
 from loopkit.tasks.base import Task, TaskData
 from loopkit.teachers.base import Teacher
+from loopkit.trainers.base import Trainer
 
 # A question or answer longer than this is no task for a small language model, and tokenizing it
 # can exhaust memory outright (a 50 MB question made the Rust tokenizer abort the process).
@@ -68,10 +71,10 @@ class PreparedRun:
 
     resolved: ResolvedRecipe
     task: Task
-    student: Any  # the student's model component (a ModelSource)
+    student: ModelSource  # the model component the recipe's ``student`` names (loads it; Inference runs it)
     teacher: Teacher
-    selector: Any
-    trainer: Any
+    selector: Selector
+    trainer: Trainer
     data: TaskData | None  # None only where ``validate`` could not load it here (UnavailableError)
     plan: RoundPlan
     _loaded: tuple[Any, Any] | None = field(default=None, repr=False)
@@ -90,7 +93,7 @@ class PreparedRun:
         so a student that cannot load or be trained fails before a run directory exists."""
         if self._loaded is None:
             model, tokenizer = self.student.load(self.recipe.seed)
-            self.trainer.check(model)
+            self.trainer.check_model(model)
             self._loaded = model, tokenizer
         return self._loaded
 
@@ -167,7 +170,7 @@ def _where(sample: Sample, split: str, index: int, resolved: ResolvedRecipe) -> 
     return sample.meta.get("line") or f"{resolved.source}: task {resolved.recipe.task.name}: {split} item {index} (id {sample.id})"
 
 
-def validate_fit(resolved: ResolvedRecipe, data: TaskData, task: Task, student: Any, trainer: Any,
+def validate_fit(resolved: ResolvedRecipe, data: TaskData, task: Task, student: ModelSource, trainer: Trainer,
                  teacher: Teacher | None = None) -> list[str]:
     """Refuse what validates but cannot work, before any model loads: a student whose weights do not fit
     in memory, a question longer than the student's context window, a trainer ``max_length`` that

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Protocol
+from typing import TYPE_CHECKING, Iterator, Protocol
+
+if TYPE_CHECKING:
+    from loopkit.records import RoundRow
 
 
 class Stage(Protocol):
@@ -12,8 +15,8 @@ class Stage(Protocol):
 
 
 class Progress(Protocol):
-    def stage(self, round: int, name: str, total: int | None = None) -> "contextmanager[Stage]": ...
-    def round_done(self, row: dict) -> None: ...
+    def stage(self, round_no: int, name: str, total: int | None = None) -> "contextmanager[Stage]": ...
+    def round_done(self, row: "RoundRow") -> None: ...
     def note(self, message: str) -> None: ...
 
 
@@ -29,10 +32,10 @@ class NullProgress:
     """Reports nothing (the default for library use and tests)."""
 
     @contextmanager
-    def stage(self, round: int, name: str, total: int | None = None) -> Iterator[Stage]:
+    def stage(self, round_no: int, name: str, total: int | None = None) -> Iterator[Stage]:
         yield _NullStage()
 
-    def round_done(self, row: dict) -> None:
+    def round_done(self, row: "RoundRow") -> None:
         pass
 
     def note(self, message: str) -> None:

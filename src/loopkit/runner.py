@@ -35,8 +35,8 @@ class RichProgress:
         )
 
     @contextmanager
-    def stage(self, round: int, name: str, total: int | None = None) -> Iterator["_Bar"]:
-        task = self.bars.add_task(name, total=total, round=round)
+    def stage(self, round_no: int, name: str, total: int | None = None) -> Iterator["_Bar"]:
+        task = self.bars.add_task(name, total=total, round=round_no)
         try:
             yield _Bar(self.bars, task)
         finally:

@@ -17,8 +17,12 @@ class Trainer(Component):
               output_dir: Path, seed: int, stage: Stage) -> tuple[Any, dict]:
         """Fine-tune ``model`` on (rendered prompt, completion) pairs; return the model and metrics."""
 
-    def check(self, model: Any) -> None:
+    def check_model(self, model: Any) -> None:
         """Raise LoopkitError if this trainer's params cannot train ``model`` (before any round runs)."""
+        self.check(model)  # the name this had before: a trainer that overrides ``check`` is still asked
+
+    def check(self, model: Any) -> None:
+        """The old name of ``check_model``; override that."""
 
     def check_lengths(self, prompts: list[int], completions: list[int], what: str = "training example") -> list[str]:
         """Raise LoopkitError if no example of these token lengths can be trained on (e.g. a length limit

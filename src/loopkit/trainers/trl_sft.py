@@ -50,7 +50,7 @@ class TRLSFTTrainer(Trainer):
         lora: LoraParams | None = None
         save_model: bool = True
 
-    def check(self, model) -> None:
+    def check_model(self, model) -> None:
         lora = self.params.lora
         if lora is None or lora.target_modules == "all-linear":
             return
