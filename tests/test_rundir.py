@@ -279,3 +279,14 @@ def test_refused_writes_are_recognised_whoever_reports_them(tmp_path):
     elsewhere = PermissionError(errno.EACCES, "Permission denied", "/etc/shadow")  # not the run's file
     assert run.write_error(elsewhere, "again") is None
     assert run.write_error(ValueError("no"), "again") is None
+
+
+def test_a_run_whose_header_cannot_be_written_leaves_no_directory(tmp_path, monkeypatch):
+    """The disk fills up as recipe.yaml is flushed: one line, and no empty run directory left behind."""
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(RunDirError, match=r"^cannot write .*/recipe\.yaml: No space left on device; free space, then run again$"):
+        RunDir.start(tmp_path / "runs", "full", "name: full\n", {"seed": 0})
+    assert list((tmp_path / "runs").iterdir()) == []

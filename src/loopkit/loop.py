@@ -22,7 +22,7 @@ import numpy as np
 
 from loopkit import stopping
 from loopkit.budget import first_exceeded, round_cost
-from loopkit.errors import LoopkitError, RecipeError, RunDirError
+from loopkit.errors import LoopkitError, RecipeError
 from loopkit.inference import Inference
 from loopkit.prepare import PlannedRound, PreparedRun, prepare
 from loopkit.progress import NullProgress, Progress

@@ -236,9 +236,11 @@ class RunDir:
     def write_selected(self, round_no: int, picks: Iterable[tuple[int, Sample]]) -> None:
         """selected.jsonl: per picked seed (its pool index, and the seed as the teacher got it), its index, id,
         question and the prompt variant the selector asked for, if any."""
-        self.write_jsonl(self.round_path(round_no) / "selected.jsonl", (
-            {"index": i, "id": s.id, "question": s.question, **({"variant": prompt_variant(s)} if prompt_variant(s) is not None else {})}
-            for i, s in picks))
+        def row(index: int, seed: Sample) -> dict:
+            variant = prompt_variant(seed)
+            return {"index": index, "id": seed.id, "question": seed.question, **({"variant": variant} if variant is not None else {})}
+
+        self.write_jsonl(self.round_path(round_no) / "selected.jsonl", (row(i, s) for i, s in picks))
 
     def write_pool_signals(self, round_no: int, rows: Iterable[dict]) -> None:
         self.write_jsonl(self.round_path(round_no) / "pool_signals.jsonl", rows)
