@@ -55,12 +55,16 @@ class RoundPlan:
     def last(self) -> int:
         return self.rounds[-1].number
 
+    @property
+    def samples(self) -> int:
+        return sum(r.samples for r in self.rounds)
+
 
 def plan_rounds(loop: LoopSpec, needs: frozenset[str]) -> RoundPlan:
     """Active: ``rounds`` rounds of ``per_round`` samples, picked by a selector that ``needs`` signals.
     Static: one round with the same sample budget, on uniformly random seeds."""
     if loop.mode == "static":
-        return RoundPlan("static", (PlannedRound(1, loop.rounds * loop.per_round),), frozenset())
+        return RoundPlan("static", (PlannedRound(1, loop.sample_budget),), frozenset())
     return RoundPlan("active", tuple(PlannedRound(t, loop.per_round) for t in range(1, loop.rounds + 1)), needs)
 
 

@@ -67,6 +67,11 @@ class LoopSpec(_Strict):
         True, description="drop new questions that repeat a pool seed or an earlier synthetic question "
                           "(ones that repeat a test question are always dropped)")
 
+    @property
+    def sample_budget(self) -> int:
+        """The samples a run generates in all (static mode: in one round)."""
+        return self.rounds * self.per_round
+
 
 class BudgetSpec(_Strict):
     """Hard caps; the loop stops before a round that would exceed one (judge and referee calls count)."""
@@ -90,14 +95,10 @@ class Recipe(_Strict):
     budget: BudgetSpec = Field(BudgetSpec(), description="optional hard caps on spend")
     output_dir: str = Field("runs", description="where run directories go (loopkit run -o overrides it)")
 
-    @property
-    def sample_budget(self) -> int:
-        return self.loop.rounds * self.loop.per_round
-
     @model_validator(mode="after")
     def _sane_budget(self) -> "Recipe":
-        if self.sample_budget > MAX_SAMPLES:
-            raise ValueError(f"loop.rounds x loop.per_round = {self.sample_budget:,} samples; "
+        if self.loop.sample_budget > MAX_SAMPLES:
+            raise ValueError(f"loop.rounds x loop.per_round = {self.loop.sample_budget:,} samples; "
                              f"at most {MAX_SAMPLES:,} (lower rounds or per_round)")
         return self
 

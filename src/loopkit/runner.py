@@ -223,7 +223,7 @@ def dry_run(resolved: ResolvedRecipe, console: Console) -> None:
     console.print(
         f"plan for {resolved.source}: task {recipe.task.name} ({len(data.pool)} seeds, {len(data.test)} test), "
         f"student {recipe.student.name}, teacher {recipe.teacher.name}, selector {recipe.selector.name}, "
-        f"trainer {recipe.trainer.name}; {recipe.loop.mode}, {len(plan.rounds)} round(s), {recipe.sample_budget} samples",
+        f"trainer {recipe.trainer.name}; {recipe.loop.mode}, {len(plan.rounds)} round(s), {plan.samples} samples",
         highlight=False,
     )
     table = Table("round", "samples", "teacher calls", "teacher tokens", "USD", "student passes over the pool",
