@@ -15,7 +15,7 @@ import numpy as np
 
 from loopkit.errors import DataError, LoopkitError, RecipeError, UnavailableError
 from loopkit.models.base import ModelSource
-from loopkit.recipe import LoopSpec, ResolvedRecipe
+from loopkit.recipe import LoopSpec, Recipe, ResolvedRecipe
 from loopkit.records import Sample
 from loopkit.selectors.base import Selector
 from loopkit.signals import TEACHER
@@ -84,7 +84,7 @@ class PreparedRun:
     _loaded: tuple[Any, Any] | None = field(default=None, repr=False)
 
     @property
-    def recipe(self):
+    def recipe(self) -> Recipe:
         return self.resolved.recipe
 
     @property
