@@ -146,7 +146,7 @@ class {cls}(Trainer):
         model.eval()
         self.save(model, tokenizer, output_dir / "model")
         return model, {{"examples": len(prompts), "steps": len(losses), "train_loss": sum(losses) / max(len(losses), 1)}}
-''', "trainer.name={name}", "result.run_dir.model_dir(2)  # raises unless round 2 saved the student where resume and export read it"),
+''', "trainer={{name: {name}}}", "result.run_dir.model_dir(2)  # raises unless round 2 saved the student where resume and export read it"),
 }
 
 _MODULE = '''"""loopkit {kind} '{name}': {summary}"""
