@@ -93,7 +93,7 @@ loop:
 """
 
 
-def run_recipe(directory: str | Path, *overrides: str, recipe: str | Path = TINY_RECIPE) -> "RunResult":
+def run_recipe(directory: str | Path, *overrides: str, recipe: str | Path = TINY_RECIPE) -> RunResult:
     """Run a recipe through the loop (no CLI) into ``directory/runs`` and return its ``RunResult``.
 
     ``recipe`` is the text of a recipe (written to ``directory/recipe.yaml``) or the path of a file;
@@ -104,6 +104,7 @@ def run_recipe(directory: str | Path, *overrides: str, recipe: str | Path = TINY
     from loopkit.rundir import RunDir
 
     directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     if isinstance(recipe, str):
         path = directory / "recipe.yaml"
         path.write_text(recipe, encoding="utf-8")
