@@ -15,6 +15,7 @@ from loopkit.errors import LoopkitError
 
 KINDS = ("selector", "task", "model", "teacher", "trainer")
 
+
 @dataclass(frozen=True)
 class _Kind:
     hook: str
