@@ -7,8 +7,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from conftest import run_recipe
 from loopkit.cli import build_app
+from loopkit.testing import run_recipe
 
 
 def test_a_sample_cap_stops_the_run_before_the_round_that_would_pass_it(write_recipe, tmp_path):
@@ -23,10 +23,10 @@ def test_a_sample_cap_stops_the_run_before_the_round_that_would_pass_it(write_re
     assert not (run / "round-002").exists()
 
 
-def test_judge_calls_count_against_the_call_cap(write_recipe, tmp_path):
+def test_judge_calls_count_against_the_call_cap(tmp_path):
     # llm-judge over a pool of 24 seeds costs 24 calls a round on top of 6 generation calls:
     # 30 calls fit in round 1, round 2 would need 30 more.
-    result, _ = run_recipe(write_recipe(), tmp_path, ["selector.name=llm-judge", "budget.teacher_calls=59"])
+    result = run_recipe(tmp_path, "selector.name=llm-judge", "budget.teacher_calls=59")
     assert [r["teacher_calls"] for r in result.rows] == [0, 30]
     assert result.stopped.startswith("stopped before round 2: budget.teacher_calls")
 

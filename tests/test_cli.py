@@ -61,6 +61,7 @@ def test_list_plugins_table_and_json():
     assert all(r["status"] == "ok" and r["distribution"] == "loopkit" for r in rows)
 
 
+@pytest.mark.model
 def test_env_reports_versions_and_device():
     import json
 

@@ -45,12 +45,34 @@ def test_each_example_registers_through_its_hook(hook):
     assert component.Params()  # a component with valid defaults
 
 
-def test_the_task_and_selector_examples_run_in_a_loop(loopkit_component, loopkit_run):
-    namespace: dict = {}
-    exec(compile(_section_code("register_selectors"), "docs", "exec"), namespace)
-    loopkit_component("selector", "low-loss", namespace["LowLossSelector"])
-    result = loopkit_run("selector.name=low-loss")
+EXAMPLES = [("task", "capitals", "CapitalsTask"), ("model", "local", "LocalModel"), ("teacher", "echo", "EchoTeacher"),
+            ("selector", "low-loss", "LowLossSelector"), ("trainer", "plain", "PlainTrainer")]
+
+
+@pytest.mark.model
+def test_the_examples_run_together_in_a_loop(loopkit_component, loopkit_run, tmp_path):
+    import json
+
+    from loopkit.models.tiny import TinyModel
+
+    for kind, name, cls in EXAMPLES:
+        namespace: dict = {}
+        exec(compile(_section_code(f"register_{kind}s"), f"docs/plugins.md:{kind}", "exec"), namespace)
+        loopkit_component(kind, name, namespace[cls])
+    model, tokenizer = TinyModel(TinyModel.Params(hidden_size=32, layers=1, heads=2, intermediate_size=64)).load(0)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    result = loopkit_run("task={name: capitals}", "student={name: local, params: {path: '%s'}}" % (tmp_path / "model"),
+                         "teacher.name=echo", "selector.name=low-loss", "trainer={name: plain}", "loop.rounds=1", "loop.per_round=2")
     assert [r["round"] for r in result.rows] == [0, 1]
+    rd = result.run_dir.path / "round-001"
+    read = lambda name: [json.loads(line) for line in (rd / name).read_text().splitlines()]  # noqa: E731
+    assert [r["question"] for r in read("eval.jsonl")] == ["What is the capital of Japan?"]  # the task's test split
+    losses = sorted((r["own_loss"], r["index"]) for r in read("pool_signals.jsonl"))
+    assert {r["index"] for r in read("selected.jsonl")} == {i for _, i in losses[:2]}  # the two lowest losses
+    assert [s["question"][:7] for s in read("synthetic.jsonl")] == ["Again: "] * 2  # the echo teacher's
+    metrics = json.loads((rd / "metrics.json").read_text())
+    assert metrics["train"] == {"examples": 2, "steps": 2} and result.run_dir.model_dir(1)  # the plain trainer's
 
 
 def test_every_recipe_field_and_builtin_param_is_in_the_reference():

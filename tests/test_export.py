@@ -4,10 +4,10 @@ import json
 
 import pytest
 import yaml
-from conftest import TINY_RECIPE
 from test_cli import assert_one_line_error, invoke
 
 from loopkit.records import read_samples
+from loopkit.testing import TINY_RECIPE
 
 
 def run_tiny(tmp_path, *overrides):
@@ -47,6 +47,7 @@ def test_export_loads_with_plain_transformers_and_datasets(run, tmp_path):
     assert "round 1 student (full)" in result.output and str(tmp_path / "out" / "data") in result.output.replace("\n", "")
 
     assert isinstance(generate(tmp_path / "out" / "model"), str)
+    assert is_the_round_1_student(run, tmp_path / "out" / "model")
 
     samples = read_samples(run / "round-001" / "synthetic.jsonl")
     data = load_from_disk(str(tmp_path / "out" / "data"))
@@ -93,6 +94,25 @@ def test_incomplete_round_and_bad_paths_are_one_line(run, tmp_path):
     (full / "x").write_text("keep me")
     assert_one_line_error(invoke("export", str(run), "--to", str(full)), "exists and is not an empty directory")
     assert (full / "x").read_text() == "keep me"
+
+
+def is_the_round_1_student(run, model_dir):
+    """The exported model computes what the run's round-1 student (restored as resume restores it) computes, which
+    is not what the untrained student computes."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from loopkit.recipe import load_recipe
+
+    resolved = load_recipe(run / "recipe.yaml")
+    source, seed = resolved.build("student"), resolved.recipe.seed
+    base, tokenizer = source.load(seed)
+    round_1 = resolved.build("trainer").load(run / "round-001" / "train" / "model", lambda: source.load(seed)[0])
+    exported = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()  # as the tiny student
+    ids = tokenizer("Question: Is it true?\nAnswer:", return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        logits = [m(ids).logits for m in (exported, round_1, base)]
+    return torch.allclose(logits[0], logits[1], atol=1e-5) and not torch.allclose(logits[1], logits[2], atol=1e-5)
 
 
 def merged_matches_base_plus_adapter(merged_dir, base, adapter, tokenizer):

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import TINY_RECIPE
 from loopkit.cli import build_app
 from loopkit.errors import DataError, LoopkitError, RecipeError
 from loopkit.recipe import load_recipe
+from loopkit.testing import TINY_RECIPE
 
 
 def _cli(*args: str) -> tuple[int, list[str]]:

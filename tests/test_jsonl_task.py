@@ -78,18 +78,19 @@ def test_a_missing_file_is_one_line(write_recipe, tmp_path):
     assert result.exit_code == 1 and "seeds.jsonl: file not found" in result.output
 
 
+@pytest.mark.model
 def test_end_to_end_with_an_api_teacher_and_strict_and_flexible_metrics(write_recipe, tmp_path, monkeypatch):
     pytest.importorskip("litellm")
-    from conftest import run_recipe
+    from loopkit.testing import run_recipe
     from loopkit.testing_server import ChatServer
 
     write_jsonl(tmp_path / "seeds.jsonl", GSM8K)
     monkeypatch.setenv("LOOPKIT_TEST_JSONL_KEY", "sk-jsonl-test")
     with ChatServer() as server:
-        result, _ = run_recipe(recipe(write_recipe, tmp_path), tmp_path, [
-            "teacher.name=litellm",
+        result = run_recipe(
+            tmp_path, "teacher.name=litellm",
             "teacher.params={model: openai/t, api_key_env: LOOPKIT_TEST_JSONL_KEY, api_base: '" + server.url + "'}",
-        ])
+            recipe=recipe(write_recipe, tmp_path))
     run = result.run_dir.path
     synthetic = [json.loads(x) for x in (run / "round-001" / "synthetic.jsonl").read_text().splitlines()]
     assert len(synthetic) == 3 and all(s["final"] == "42" for s in synthetic)
@@ -100,6 +101,7 @@ def test_end_to_end_with_an_api_teacher_and_strict_and_flexible_metrics(write_re
     assert len(rows) == 3 and all(set(r["readings"]) == {"strict", "flexible"} for r in rows)
 
 
+@pytest.mark.model
 def test_hf_dataset_from_local_data_files_and_an_unreachable_hub(write_recipe, tmp_path):
     from loopkit.errors import UnavailableError
     from loopkit.tasks.hf_dataset import HFDatasetTask

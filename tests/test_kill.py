@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from conftest import ROOT, run_recipe
+from conftest import ROOT
+from loopkit.testing import run_recipe
 
 litellm = pytest.importorskip("litellm")
 
@@ -39,14 +40,10 @@ def outcome(run):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("baseline")
-    recipe = tmp / "recipe.yaml"
-    from conftest import TINY_RECIPE
-
-    recipe.write_text(TINY_RECIPE)
     os.environ[KEY_ENV] = "sk-kill-test"
     try:
         with ChatServer() as server:
-            result, _ = run_recipe(recipe, tmp, teacher_overrides(server))
+            result = run_recipe(tmp, *teacher_overrides(server))
             assert server.duplicates == 0
     finally:
         del os.environ[KEY_ENV]

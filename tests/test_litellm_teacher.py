@@ -191,14 +191,13 @@ def test_a_one_round_loop_completes_and_the_key_is_in_no_file_of_the_run(server,
 
 
 @pytest.mark.parametrize("selector, signal, calls_per_seed", [("llm-judge", "judge_score", 1), ("lion", "referee_gap", 2)])
-def test_the_api_teacher_judges_for_the_selector_and_every_call_is_charged(
-        server, api_key, write_recipe, tmp_path, selector, signal, calls_per_seed):
-    from conftest import run_recipe
+def test_the_api_teacher_judges_for_the_selector_and_every_call_is_charged(server, api_key, tmp_path, selector, signal, calls_per_seed):
+    from loopkit.testing import run_recipe
 
     overrides = ["loop.rounds=1", f"selector.name={selector}", "teacher.name=litellm",
                  "teacher.params={model: openai/test-model, api_key_env: " + KEY_ENV + ", backoff: 0.01, timeout: 5, "
                  f"api_base: '{server.url}'}}"]
-    result, resolved = run_recipe(write_recipe(), tmp_path, overrides)
+    result = run_recipe(tmp_path, *overrides)
     run = result.run_dir.path
     signals = [json.loads(line) for line in (run / "round-001" / "pool_signals.jsonl").read_text().splitlines()]
     pool = len(signals)
@@ -266,7 +265,9 @@ def test_an_unusable_reply_grades_nan_and_an_unusable_own_answer_costs_no_refere
     teacher = make_teacher(server, tmp_path, concurrency=1)  # one at a time: the faults meet the calls in order
     server.faults = ["null-content"]
     judged = teacher.judge(SEEDS[:2], ["#### 3", "#### 7"], random_seed=1)
-    assert math.isnan(judged.scores[0]) and 1 <= judged.scores[1] <= 10 and judged.calls == 2
+    with sqlite3.connect(tmp_path / FILENAME) as db:
+        (grade,) = [reply for (reply,) in db.execute("SELECT response FROM calls") if reply]  # the usable one
+    assert math.isnan(judged.scores[0]) and judged.scores[1] == float(grade.removeprefix("Score: ")) and judged.calls == 2
 
     unanswered = [Sample.create(s.question) for s in SEEDS[:2]]  # the referee writes its own answers
     server.faults, before = ["no-choices"], server.requests

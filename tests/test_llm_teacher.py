@@ -10,7 +10,7 @@ from loopkit.journal import FILENAME, Journal
 from loopkit.records import Sample
 from loopkit.tasks.base import Task
 from loopkit.teachers.llm import Completion, LLMTeacher
-from conftest import run_recipe
+from loopkit.testing import run_recipe
 
 TINY_TEACHER = [
     "teacher.name=hf",
@@ -118,8 +118,9 @@ def test_an_unknown_teacher_model_is_a_recipe_error(write_recipe):
     assert result.exit_code == 1 and "teacher.params.model: unknown model 'tinny'" in result.output
 
 
-def test_hf_teacher_on_the_untrained_tiny_model_drops_its_garbage_with_reasons(write_recipe, tmp_path):
-    result, _ = run_recipe(write_recipe(), tmp_path, ["loop.rounds=1", *TINY_TEACHER])
+@pytest.mark.model
+def test_hf_teacher_on_the_untrained_tiny_model_drops_its_garbage_with_reasons(tmp_path):
+    result = run_recipe(tmp_path, "loop.rounds=1", *TINY_TEACHER)
     run = result.run_dir.path
     dropped = [json.loads(line) for line in (run / "round-001" / "dropped.jsonl").read_text().splitlines()]
     synthetic = (run / "round-001" / "synthetic.jsonl").read_text().splitlines()

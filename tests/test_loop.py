@@ -4,10 +4,9 @@ import json
 
 import pytest
 import yaml
-from conftest import run_recipe
 
 from loopkit.records import read_samples
-from loopkit.testing import registered
+from loopkit.testing import registered, run_recipe
 from loopkit.trainers.trl_sft import TRLSFTTrainer
 
 
@@ -25,8 +24,9 @@ def test_two_active_rounds_leave_every_artifact(write_recipe, tmp_path):
     assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
     assert [r["samples"] for r in summary["rounds"]] == [0, 6, 12]
     assert [r["teacher_calls"] for r in summary["rounds"]] == [0, 6, 12]
-    for r in summary["rounds"]:
-        assert 0.0 <= r["accuracy"] <= 1.0
+    for r in summary["rounds"]:  # the share of the 12 test items answered right, as eval.jsonl records them
+        graded = [json.loads(line)["correct"] for line in (run / f"round-{r['round']:03d}" / "eval.jsonl").read_text().splitlines()]
+        assert len(graded) == 12 and r["accuracy"] == sum(graded) / 12
     assert set(summary["rounds"][1]["seconds"]) == {"predict", "score", "select", "generate", "train", "evaluate"}
 
     recipe = yaml.safe_load((run / "recipe.yaml").read_text())
@@ -55,32 +55,52 @@ def test_two_active_rounds_leave_every_artifact(write_recipe, tmp_path):
     assert "test accuracy" in result.output
 
 
-def test_synthetic_questions_never_repeat_test_questions(write_recipe, tmp_path):
-    result, resolved = run_recipe(write_recipe(), tmp_path, ["loop.rounds=1"])
+def test_synthetic_questions_never_repeat_test_questions(tmp_path):
+    result = run_recipe(tmp_path, "loop.rounds=1")
     test = {json.loads(line)["question"] for line in (result.run_dir.path / "round-000" / "eval.jsonl").read_text().splitlines()}
     synthetic = read_samples(result.run_dir.path / "round-001" / "synthetic.jsonl")
     assert synthetic and not {s.question for s in synthetic} & test
 
 
-def test_static_mode_spends_the_same_budget_at_once(write_recipe, tmp_path):
-    result, _ = run_recipe(write_recipe(), tmp_path, ["loop.mode=static", "selector.name=random"])
+def test_static_mode_spends_the_same_budget_at_once(tmp_path):
+    result = run_recipe(tmp_path, "loop.mode=static", "selector.name=random")
     assert [r["round"] for r in result.rows] == [0, 1]
     assert result.rows[-1]["teacher_calls"] == 12  # rounds x per_round
     assert "predict" not in result.rows[-1]["seconds"]  # static draws seeds uniformly: no scoring
 
 
-def test_same_seed_same_run(write_recipe, tmp_path):
-    first, _ = run_recipe(write_recipe(), tmp_path / "a", ["loop.rounds=1"])
-    second, _ = run_recipe(write_recipe(), tmp_path / "b", ["loop.rounds=1"])
+def test_same_seed_same_run(tmp_path):
+    first = run_recipe(tmp_path / "a", "loop.rounds=1")
+    second = run_recipe(tmp_path / "b", "loop.rounds=1")
     for name in ("round-001/selected.jsonl", "round-001/synthetic.jsonl", "round-001/eval.jsonl"):
         assert (first.run_dir.path / name).read_text() == (second.run_dir.path / name).read_text()
     assert first.accuracies == second.accuracies
 
 
-def test_continue_training_keeps_the_previous_weights(write_recipe, tmp_path):
-    result, _ = run_recipe(write_recipe(), tmp_path, ["loop.retrain=continue", "selector.name=random"])
+class RecordingTrainer(TRLSFTTrainer):
+    """TRL SFT that keeps a copy of the weights each round's training starts from."""
+
+    starts: list[dict] = []
+
+    def train(self, model, *args):
+        self.starts.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return super().train(model, *args)
+
+
+def test_continue_training_keeps_the_previous_weights(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    RecordingTrainer.starts.clear()
+    with registered("trainer", "recording", RecordingTrainer):
+        result = run_recipe(tmp_path, "loop.retrain=continue", "selector.name=random", "trainer.name=recording")
     metrics = json.loads((result.run_dir.path / "round-002" / "metrics.json").read_text())
     assert metrics["train"]["examples"] == 12
+    (weights,) = (result.run_dir.path / "round-001" / "train" / "model").glob("*.safetensors")
+    round_1 = load_file(weights)
+    base, second = RecordingTrainer.starts
+    assert all(torch.equal(second[k], v) for k, v in round_1.items())  # round 2 trains on from round 1's student
+    assert not all(torch.equal(base[k], v) for k, v in round_1.items())  # which is not the base model
 
 
 class FailingSecondRound(TRLSFTTrainer):
@@ -90,10 +110,10 @@ class FailingSecondRound(TRLSFTTrainer):
         return super().train(model, tokenizer, prompts, completions, output_dir, seed, stage)
 
 
-def test_a_failed_round_keeps_the_finished_rounds(write_recipe, tmp_path):
+def test_a_failed_round_keeps_the_finished_rounds(tmp_path):
     with registered("trainer", "fails-in-round-2", FailingSecondRound):
         with pytest.raises(RuntimeError, match="disk on fire"):
-            run_recipe(write_recipe(), tmp_path, ["trainer.name=fails-in-round-2"])
+            run_recipe(tmp_path, "trainer.name=fails-in-round-2")
     (run,) = (tmp_path / "runs").iterdir()
     assert (run / "round-000" / "COMPLETE").exists() and (run / "round-001" / "COMPLETE").exists()
     assert not (run / "round-002" / "COMPLETE").exists()
@@ -123,10 +143,10 @@ DUPLICATE_PRONE = [  # aiw "siblings" questions come from a small space of names
 
 
 @pytest.mark.parametrize("unique", [True, False])
-def test_new_questions_that_repeat_a_pool_seed_or_each_other_are_dropped(write_recipe, tmp_path, unique):
+def test_new_questions_that_repeat_a_pool_seed_or_each_other_are_dropped(tmp_path, unique):
     from loopkit.records import normalize_question
 
-    result, _ = run_recipe(write_recipe(), tmp_path, [*DUPLICATE_PRONE, f"loop.unique_questions={str(unique).lower()}"])
+    result = run_recipe(tmp_path, *DUPLICATE_PRONE, f"loop.unique_questions={str(unique).lower()}")
     run = result.run_dir.path
     selected = {json.loads(line)["question"] for line in (run / "round-001" / "selected.jsonl").read_text().splitlines()}
     new = [normalize_question(s.question) for s in read_samples(run / "round-001" / "synthetic.jsonl")]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, plugin_env
 
 PLUGIN = ROOT / "plugins" / "loopkit-selector-power"
 
@@ -22,7 +22,7 @@ def installed(tmp_path_factory) -> dict:
          "--target", str(target), str(PLUGIN)],
         check=True, capture_output=True, text=True, timeout=300,
     )
-    return {**os.environ, "PYTHONPATH": str(target) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return plugin_env(target)
 
 
 def loopkit(env, *args):

@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from conftest import plugin_env
+
 
 def make_distribution(site: Path, dist: str, module: str, source: str, entry: str = "") -> None:
     """A minimal installed distribution: a module plus a dist-info with a `loopkit` entry point."""
@@ -18,9 +20,7 @@ def make_distribution(site: Path, dist: str, module: str, source: str, entry: st
 
 
 def loopkit(*args, site: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    if site is not None:
-        full_env["PYTHONPATH"] = str(site) + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env = plugin_env(site, **(env or {})) if site is not None else {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "loopkit.cli", *args], capture_output=True, text=True, env=full_env, timeout=120)
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import TINY_RECIPE
 from loopkit.cli import build_app
 from loopkit.errors import RunDirError, RunInUseError
 from loopkit.rundir import RunDir
+from loopkit.testing import TINY_RECIPE
 
 KEY_ENV = "LOOPKIT_TEST_RUNDIR_KEY"
 ROW = {"samples": 0, "teacher_calls": 0, "accuracy": 0.0, "seconds": {}, "elapsed": 0.0}

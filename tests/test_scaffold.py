@@ -1,16 +1,17 @@
 """loopkit plugin new: every kind's generated package installs, registers by name, and its own tests pass."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 from typer.testing import CliRunner
 
+from conftest import plugin_env
 from loopkit.cli import build_app
 from loopkit.scaffold import KINDS
 
 
+@pytest.mark.model
 def test_every_kind_scaffolds_installs_and_passes_its_generated_tests(tmp_path):
     for kind in KINDS:
         result = CliRunner().invoke(build_app(), ["plugin", "new", "--kind", kind, "--name", f"my-{kind}", "--dir", str(tmp_path)])
@@ -21,7 +22,7 @@ def test_every_kind_scaffolds_installs_and_passes_its_generated_tests(tmp_path):
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(site), *map(str, packages)], check=True, capture_output=True, text=True, timeout=300)
-    env = {**os.environ, "PYTHONPATH": str(site) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = plugin_env(site)
     listed = subprocess.run([sys.executable, "-m", "loopkit.cli", "list-plugins", "--json"], capture_output=True, text=True, env=env)
     for kind in KINDS:
         assert f'"name": "my-{kind}"' in listed.stdout, listed.stdout

@@ -9,12 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from loopkit.errors import RecipeError
-from loopkit.loop import Loop
+from loopkit.errors import PluginLoadError, RecipeError
 from loopkit.recipe import load_recipe
-from loopkit.rundir import RunDir
 from loopkit.selectors.badge import BadgeSelector
-from loopkit.selectors.base import Selector, call_select, top_m
+from loopkit.selectors.base import Selector, top_m
 from loopkit.selectors.entropy import EntropySelector
 from loopkit.selectors.gold_loss import GoldLossSelector
 from loopkit.selectors.incorrect import IncorrectSelector
@@ -26,7 +24,7 @@ from loopkit.selectors.reward import RewardSelector
 from loopkit.signals import named_reward_model, teacher_signals
 from loopkit.tasks.reasoning_gym import ReasoningGymTask
 from loopkit.teachers.reasoning_gym import ReasoningGymTeacher
-from loopkit.testing import registered
+from loopkit.testing import registered, run_recipe
 
 
 def rng(seed=0):
@@ -122,6 +120,7 @@ def reward_model(tmp_path_factory):
     return path, model, tokenizer
 
 
+@pytest.mark.model
 def test_reward_takes_the_lowest_rewards_of_question_and_answer(reward_model):
     import torch
 
@@ -163,7 +162,7 @@ def test_unknown_signals_fail_at_validation(write_recipe):
     class Odd(Selector):
         needs = frozenset({"own_loss", "vibes"})
 
-        def select(self, signals, pool_size, m, rng):
+        def select(self, signals, pool_size, m, rng, history=()):
             return list(range(m))
 
     with registered("selector", "odd", Odd):
@@ -186,17 +185,17 @@ def test_non_finite_scores_rank_last_with_one_warning(caplog):
     assert len(caplog.records) == 2 and all("embedding" in r.getMessage() for r in caplog.records)
 
 
-def test_selectors_without_history_still_work():
-    class Old(Selector):  # written before ``history`` existed
-        def select(self, signals, pool_size, m, rng):
-            return list(range(m))
+def test_a_selector_without_the_documented_signature_fails_when_it_is_defined():
+    with pytest.raises(PluginLoadError, match="must take .* history"):
+        class Old(Selector):  # written before ``history`` existed
+            def select(self, signals, pool_size, m, rng):
+                return list(range(m))
 
     class New(Selector):
         def select(self, signals, pool_size, m, rng, history=()):
             return list(history)[:m]
 
-    assert call_select(Old(), {}, 5, 2, rng(), history=[3, 4]) == [0, 1]
-    assert call_select(New(), {}, 5, 2, rng(), history=[3, 4]) == [3, 4]
+    assert New().select({}, 5, 2, rng(), history=[3, 4]) == [3, 4]
 
 
 scores = st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32) | st.integers(0, 3).map(float), min_size=1, max_size=60)
@@ -225,15 +224,14 @@ def test_diverse_selectors_take_m_distinct_seeds(n, dim, data):
         assert len(picked) == m == len(set(picked)) and all(0 <= i < n for i in picked)
 
 
-def run_one_round(write_recipe, tmp_path, selector):
-    resolved = load_recipe(write_recipe(), ["loop.rounds=1", f"selector.name={selector}"])
-    result = Loop(resolved).run(RunDir.create(tmp_path / "runs", resolved.recipe.name))
-    return result.run_dir.path / "round-001"
+def run_one_round(tmp_path, selector):
+    return run_recipe(tmp_path, "loop.rounds=1", f"selector.name={selector}").run_dir.path / "round-001"
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("selector, signal", [("badge", "grad_embedding"), ("kcenter", "embedding")])
-def test_one_round_of_the_tiny_recipe(write_recipe, tmp_path, selector, signal):
-    rd = run_one_round(write_recipe, tmp_path, selector)
+def test_one_round_of_the_tiny_recipe(tmp_path, selector, signal):
+    rd = run_one_round(tmp_path, selector)
     selected = [json.loads(line) for line in (rd / "selected.jsonl").read_text().splitlines()]
     assert len({s["index"] for s in selected}) == 6
     signals = [json.loads(line) for line in (rd / "pool_signals.jsonl").read_text().splitlines()]
@@ -242,8 +240,9 @@ def test_one_round_of_the_tiny_recipe(write_recipe, tmp_path, selector, signal):
     assert {"predict", "score", "select"} <= set(metrics["seconds"]) and metrics["selector_teacher_calls"] == 0
 
 
-def test_lion_in_the_loop_charges_referee_calls_and_records_variants(write_recipe, tmp_path):
-    rd = run_one_round(write_recipe, tmp_path, "lion")
+@pytest.mark.model
+def test_lion_in_the_loop_charges_referee_calls_and_records_variants(tmp_path):
+    rd = run_one_round(tmp_path, "lion")
     metrics = json.loads((rd / "metrics.json").read_text())
     assert metrics["selector_teacher_calls"] == 2 * 24 and metrics["teacher_calls"] == 2 * 24 + 6
     selected = [json.loads(line) for line in (rd / "selected.jsonl").read_text().splitlines()]
@@ -251,7 +250,8 @@ def test_lion_in_the_loop_charges_referee_calls_and_records_variants(write_recip
     assert all(s.get("variant") == ("rarer" if gaps[s["index"]] < 1 else None) for s in selected)
 
 
-def test_the_loop_passes_earlier_picks_as_history(write_recipe, tmp_path):
+@pytest.mark.model
+def test_the_loop_passes_earlier_picks_as_history(tmp_path):
     seen = []
 
     class Recorder(Selector):
@@ -260,6 +260,5 @@ def test_the_loop_passes_earlier_picks_as_history(write_recipe, tmp_path):
             return list(range(len(seen) * m - m, len(seen) * m))
 
     with registered("selector", "recorder", Recorder):
-        resolved = load_recipe(write_recipe(), ["selector.name=recorder", "loop.rounds=2", "loop.per_round=3"])
-        Loop(resolved).run(RunDir.create(tmp_path / "runs", resolved.recipe.name))
+        run_recipe(tmp_path, "selector.name=recorder", "loop.rounds=2", "loop.per_round=3")
     assert seen == [[], [0, 1, 2]]

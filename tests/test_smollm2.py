@@ -6,7 +6,7 @@ or ~/.cache/loopkit): the first run converts the GGUF (~35 s), later runs load t
 
 import pytest
 
-from conftest import TINY_RECIPE, run_recipe
+from loopkit.testing import run_recipe
 
 pytestmark = pytest.mark.smollm2
 
@@ -30,14 +30,15 @@ def test_loads_with_chat_template_and_answers(smollm2):
     assert "Paris" in tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
-def test_one_round_with_lora(write_recipe, tmp_path):
+def test_one_round_with_lora(tmp_path):
     overrides = [
         "student.name=smollm2-135m-instruct", "student.params={}", "trainer.params.lora={r: 8, alpha: 16}",
         "task.params.pool_size=8", "task.params.test_size=4", "loop.rounds=1", "loop.per_round=4",
         "loop.max_new_tokens=8",
     ]
-    result, _ = run_recipe(write_recipe(TINY_RECIPE), tmp_path, overrides)
+    result = run_recipe(tmp_path, *overrides)
     assert len(result.rows) == 2 and result.rows[1]["samples"] > 0
+    assert (result.run_dir.path / "round-001" / "train" / "model" / "adapter_config.json").exists()  # a LoRA adapter
 
 
 def test_as_hf_teacher_and_judge(tmp_path):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import TINY_RECIPE, run_recipe
+from loopkit.testing import run_recipe
 from loopkit.journal import FILENAME, Journal
 from loopkit.records import Sample
 
@@ -52,10 +52,10 @@ def test_the_same_seed_gives_the_same_batch(teacher):
     assert first == [c.text for c in teacher.complete(fresh_prompts, params)]
 
 
-def test_one_round_loop_with_the_vllm_teacher(write_recipe, tmp_path):
+def test_one_round_loop_with_the_vllm_teacher(tmp_path):
     overrides = ["teacher.name=vllm", f"teacher.params={json.dumps(TEACHER)}",
                  "task.params.pool_size=8", "task.params.test_size=4", "loop.rounds=1", "loop.per_round=4"]
-    result, _ = run_recipe(write_recipe(TINY_RECIPE), tmp_path, overrides)
+    result = run_recipe(tmp_path, *overrides)
     run = result.run_dir.path
     kept = (run / "round-001" / "synthetic.jsonl").read_text().splitlines()
     dropped = [json.loads(line) for line in (run / "round-001" / "dropped.jsonl").read_text().splitlines()]

@@ -30,7 +30,7 @@ from loopkit.recipe import ResolvedRecipe
 from loopkit.records import RoundRow, Sample, normalize_question, with_variant
 from loopkit.rundir import RunDir
 from loopkit.seeding import derive_seed
-from loopkit.selectors.base import Selection, call_select
+from loopkit.selectors.base import Selection
 from loopkit.signals import VECTORS, named_reward_model, needs_answers, student_signals, teacher_signals
 
 
@@ -293,7 +293,7 @@ class Loop:
         if signals:
             self.run_dir.write_pool_signals(t, _signal_rows(pool, signals))
         clock = time.monotonic()
-        selection = Selection.of(call_select(self.selector, signals, len(pool), m, rng, tuple(self.history)))
+        selection = Selection.of(self.selector.select(signals, len(pool), m, rng, history=tuple(self.history)))
         times["select"] = time.monotonic() - clock
         return selection
 

@@ -6,9 +6,9 @@ whole pool in batched passes (a signal that takes settings, such as the reward m
 ``reward``, gets them from ``signal_params``). Most selectors only name a signal or write
 ``score``: ranking, tie-breaking (by the round's random generator) and non-finite handling live here.
 
-``select`` may also take ``history``: the pool indices picked in earlier rounds, oldest first
-(``kcenter`` keeps away from them). The loop passes it only to selectors whose ``select`` accepts
-it, so selectors written before it existed keep working.
+``select`` has one signature, ``select(signals, pool_size, m, rng, history=())``; ``history`` is the
+pool indices picked in earlier rounds, oldest first (``kcenter`` keeps away from them). A selector
+defined with another signature is refused when its plugin loads.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from loopkit.component import Component
+from loopkit.errors import PluginLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,15 @@ class Selection(Sequence):
 class Selector(Component):
     needs: ClassVar[frozenset[str]] = frozenset()  # the signals this selector reads
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # One documented signature, checked as pluggy checks a hookimpl's: a selector written against
+        # another one fails when its plugin loads, not in the middle of a run.
+        super().__init_subclass__(**kwargs)
+        parameters = inspect.signature(cls.select).parameters
+        if "history" not in parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            raise PluginLoadError(f"{cls.__module__}.{cls.__qualname__}.select must take (self, signals, pool_size, m, rng, "
+                                  "history=()); add the history parameter (the pool indices picked in earlier rounds)")
+
     @abstractmethod
     def select(self, signals: Signals, pool_size: int, m: int, rng: np.random.Generator,
                history: Sequence[int] = ()) -> Selection:
@@ -66,15 +76,6 @@ class Selector(Component):
         """Settings of the signals this selector needs, by signal, for those that take some (``reward``: the
         reward model that computes it, ``loopkit.reward_model.RewardModelParams``)."""
         return {}
-
-
-def call_select(selector: Selector, signals: Signals, pool_size: int, m: int, rng: np.random.Generator,
-                history: Sequence[int]) -> Selection | list[int]:
-    """``selector.select``, passing ``history`` only if it takes it (older plugins do not)."""
-    parameters = inspect.signature(selector.select).parameters
-    if "history" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        return selector.select(signals, pool_size, m, rng, history=history)
-    return selector.select(signals, pool_size, m, rng)
 
 
 def finite(values: Any, who: str, signal: str) -> np.ndarray:

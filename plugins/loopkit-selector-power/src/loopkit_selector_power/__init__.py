@@ -7,11 +7,8 @@ the Gumbel-top-k trick: the top m of ``beta * log(loss) + Gumbel noise`` are suc
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field
 
-from loopkit.component import Params
-from loopkit.hookspecs import hookimpl
-from loopkit.selectors.base import Selector, top_m
+from loopkit import Field, Params, Selector, hookimpl, top_m
 
 
 class PowerSelector(Selector):
@@ -20,7 +17,8 @@ class PowerSelector(Selector):
     class Params(Params):
         beta: float = Field(1.0, ge=0, description="sharpness: 0 is random, large follows the loss")
 
-    def select(self, signals, pool_size, m, rng):
+    def select(self, signals, pool_size, m, rng, history=()):
+        # ``history`` (the seeds picked in earlier rounds) is not used: every round draws afresh.
         loss = np.clip(np.asarray(signals["own_loss"], dtype=np.float64), 1e-12, None)
         keys = self.params.beta * np.log(loss) + rng.gumbel(size=pool_size)
         return top_m(keys, m, rng, "power")
