@@ -1,4 +1,5 @@
-"""A procedural teacher: for each seed, a fresh item from the same generator and config.
+"""A procedural teacher: for each seed, a fresh item from the same generator and config (so the
+offspring keeps its seed's level, ``meta["level"]``).
 
 Free, exact and offline: the "similar question" is a new draw from the seed's generator, and its
 answer (with worked steps where the generator provides them) is correct by construction.
@@ -42,7 +43,8 @@ class ReasoningGymTeacher(Teacher):
     def _one(self, seed_sample: Sample, round: int, seed: int, index: int) -> Generation:
         generator, config = seed_sample.meta["generator"], seed_sample.meta["config"]
         dataset = make_dataset(generator, config, 1, derive_seed(seed, "teacher", round, index, seed_sample.id))
-        sample = to_sample(dataset[0], generator, config, source=SOURCE, seed_id=seed_sample.id, round=round)
+        sample = to_sample(dataset[0], generator, config, seed_sample.meta.get("level"), source=SOURCE,
+                           seed_id=seed_sample.id, round=round)
         if sample.answer is None:
             return Generation(seed_sample, None, f"generator '{generator}' gives no reference answer", calls=1)
         if normalize_question(sample.question) == normalize_question(seed_sample.question):
