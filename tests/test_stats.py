@@ -164,3 +164,22 @@ def test_plots_draw_static_as_points_with_a_tau_line_title_and_percent_axis(tmp_
     assert ax.get_xlim()[1] == pytest.approx(200 * 1.03)  # the recipe's budget
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("random (n=2)" in t and "final − static: +30.0 pts" in t for t in legend)
+
+
+def test_trl_sft_records_the_tokens_it_trained_on(tmp_path):
+    """Prompt + completion (+ EOS) tokens after truncation to max_length, padding excluded, every epoch counted."""
+    from loopkit.loop import token_lengths
+    from loopkit.models.tiny import TinyModel
+    from loopkit.progress import NullProgress
+    from loopkit.trainers.trl_sft import TRLSFTTrainer
+
+    model, tokenizer = TinyModel(TinyModel.Params(hidden_size=32, layers=1, heads=2, intermediate_size=64)).load(0)
+    prompts = ["Q: abc\nA: ", "Q: hello there\nA: ", "Q: one two three four\nA: "]
+    completions = ["cba", "ereht olleh", "abcdefghij"]
+    trainer = TRLSFTTrainer(TRLSFTTrainer.Params(epochs=2, batch_size=2, max_length=30, save_model=False))
+    with NullProgress().stage(1, "train") as stage:
+        _, metrics = trainer.train(model, tokenizer, prompts, completions, tmp_path, 0, stage)
+    lengths = [p + c + 1 for p, c in zip(token_lengths(tokenizer, prompts), token_lengths(tokenizer, completions, special=False))]
+    assert max(lengths) > 30 > min(lengths)  # two examples are cut to max_length
+    assert metrics["tokens"] == 2 * sum(min(n, 30) for n in lengths)
+    assert metrics["steps"] == 4 and metrics["train_seconds"] > 0  # 2 batches per epoch
