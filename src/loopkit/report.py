@@ -32,7 +32,6 @@ SPEND = ("teacher_calls", "teacher_tokens", "usd")
 STATIC_ARMS = ("static", "static-matched")  # baselines that generate everything up front
 BASELINES = ("random", *STATIC_ARMS)  # every other arm is compared with each of these that is present
 TRAINING = {"steps": "steps", "tokens": "tokens", "seconds": "train_seconds"}  # report's name -> the trainer's metric
-PAIRED = ("final_accuracy", "auc", "n_to_target")
 STEPS_TOLERANCE = 0.10  # arms whose total training steps differ by more are compared at unequal compute
 
 
