@@ -45,6 +45,11 @@ def test_compare_runs_every_arm_then_a_rerun_skips_them_and_report_summarises(wr
     assert set(report["arms"]) == {"loss", "random", "static"}
     for arm in report["arms"].values():
         assert arm["seeds"] == [3, 4] and arm["final_accuracy"]["n"] == 2 and arm["teacher_calls"]["mean"] == 6
+        assert arm["training"]["steps"]["n"] == 2 and arm["training"]["tokens"]["mean"] > 0
+    pairs = {(e["arm"], e["baseline"]): e for e in report["paired"]}
+    assert set(pairs) == {("loss", "random"), ("loss", "static"), ("random", "static")}
+    assert pairs[("loss", "random")]["final_accuracy"]["seeds"] == [3, 4]
+    assert "paired differences" in result.output and report["budget"] == 6
     assert report["fidelity"]["available"] and report["fidelity"]["pairs"] > 0
     assert (cmp / "accuracy_vs_samples.png").stat().st_size > 1000 and (cmp / "accuracy_vs_teacher_calls.png").exists()
 

@@ -292,13 +292,11 @@ def build_app() -> typer.Typer:
         target: float = typer.Option(0.5, "--target", callback=_accuracy, help="Accuracy τ for N(τ), the samples needed to reach it."),
         out: Optional[Path] = typer.Option(None, "--out", help="Where report.json and the PNGs go (default: the first path)."),
     ) -> None:
-        """Per arm: mean ± SE over seeds of accuracy, AUC, N(τ) and spend; plots; fidelity."""
+        """Per arm: mean ± SE over seeds of accuracy, AUC, N(τ), spend and training compute; paired differences; plots; fidelity."""
         _print_report(paths, target, out or paths[0])
 
     def _print_report(paths: list[Path], target: float, out: Path) -> None:
-        from rich.table import Table
-
-        from loopkit.report import find_runs, plot, summarize
+        from loopkit.report import find_runs, plot, summarize, tables
 
         check_dir_target(out, "--out")
         data = summarize(find_runs(paths), target)
@@ -308,18 +306,10 @@ def build_app() -> typer.Typer:
             (out / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         except OSError as exc:  # a read-only run directory, a full disk: the numbers are fine, the place is not
             raise LoopkitError(f"cannot write the report in {out}: {exc.strerror}; choose another --out directory") from None
-
-        def cell(m, fmt="{:.1%}"):
-            return "-" if m["mean"] is None else f"{fmt.format(m['mean'])} ± {fmt.format(m['se'])}"
-
-        table = Table("arm", "seeds", "final accuracy", "AUC", f"N({target:g})", "teacher calls", "tokens", "USD",
-                      title=f"mean ± standard error over seeds (budget {data['budget']} samples)")
-        for arm, a in data["arms"].items():
-            reached = a["n_to_target"]
-            table.add_row(arm, str(len(a["seeds"])), cell(a["final_accuracy"]), cell(a["auc"]),
-                          f"{cell(reached, '{:.0f}')} ({reached['reached']}/{len(a['seeds'])} reached)",
-                          cell(a["teacher_calls"], "{:.0f}"), cell(a["teacher_tokens"], "{:.0f}"), cell(a["usd"], "{:.4f}"))
-        console.print(table)
+        for part in tables(data):
+            console.print(part, highlight=False)
+        for warning in data["warnings"]:
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         f = data["fidelity"]
         if f["available"]:
             fmt = lambda x: "n/a" if x is None else f"{x:+.2f}"  # noqa: E731

@@ -1,4 +1,9 @@
-"""Tasks from reasoning-gym's seeded procedural generators, checked by each generator's verifier."""
+"""Tasks from reasoning-gym's seeded procedural generators, checked by each generator's verifier.
+
+A mix is keyed by name: a generator's name, or the name of a level of one (``generator:`` says
+which), so one generator can appear at several difficulties, a config each. Every item records
+its key as ``meta["level"]``, and the procedural teacher keeps it: an offspring has its seed's level.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ SOURCE = "reasoning-gym"
 
 
 class GeneratorSpec(Params):
+    generator: str | None = Field(None, description="the reasoning-gym generator, when the key names a level of it "
+                                                    "(default: the key itself)")
     weight: float = Field(1.0, gt=0, description="share of the pool and test split")
     config: dict[str, Any] = Field(default_factory=dict, description="the generator's own config fields")
 
@@ -55,8 +62,9 @@ def make_dataset(name: str, config: dict, size: int, seed: int):
     return _dataset(name, _config_key(config), size, seed)
 
 
-def to_sample(entry: dict, generator: str, config: dict, **fields: Any) -> Sample:
-    """A reasoning-gym item as a Sample; the generator's metadata is kept for its verifier."""
+def to_sample(entry: dict, generator: str, config: dict, level: str | None = None, **fields: Any) -> Sample:
+    """A reasoning-gym item as a Sample; the generator's metadata is kept for its verifier, and its
+    level (the mix's key; default: the generator's name) for analysis and for the teacher."""
     final = entry["answer"]
     metadata = json.loads(json.dumps(entry.get("metadata", {}), default=str))
     steps = metadata.pop("answer_cot", None)
@@ -64,7 +72,7 @@ def to_sample(entry: dict, generator: str, config: dict, **fields: Any) -> Sampl
         entry["question"],
         format_answer(str(final), steps) if final is not None else None,
         final=None if final is None else str(final),
-        meta={"generator": generator, "config": config, "rg": metadata},
+        meta={"generator": generator, "config": config, "level": level or generator, "rg": metadata},
         **fields,
     )
 
@@ -96,7 +104,8 @@ class ReasoningGymTask(Task):
 
     class Params(Params):
         generators: dict[str, GeneratorSpec] = Field(
-            min_length=1, description="generator name -> {weight, config}; a list of names means equal weights"
+            min_length=1, description="generator name (or a level's name, with generator: its generator) -> "
+                                      "{weight, config}; a list of names means equal weights"
         )
         pool_size: int = Field(500, ge=1, le=1_000_000, description="seed questions in the pool")
         test_size: int = Field(200, ge=1, le=1_000_000, description="held-out test questions")
@@ -112,15 +121,18 @@ class ReasoningGymTask(Task):
         def _generators_exist(self) -> "ReasoningGymTask.Params":
             from reasoning_gym.factory import DATASETS
 
-            for name, spec in self.generators.items():
+            for key, spec in self.generators.items():
+                name = spec.generator or key
                 if name not in DATASETS:
                     close = difflib.get_close_matches(name, DATASETS, n=3)
                     hint = f" Did you mean: {', '.join(close)}?" if close else " See reasoning_gym.factory.DATASETS."
-                    raise ValueError(f"unknown reasoning-gym generator '{name}'.{hint}")
+                    where = f"level '{key}': " if spec.generator else ""
+                    raise ValueError(f"{where}unknown reasoning-gym generator '{name}'.{hint}")
                 try:
                     make_dataset(name, spec.config, 1, 0)
                 except Exception as exc:
-                    raise ValueError(f"generator '{name}' rejects its config: {exc}") from None
+                    where = f"level '{key}' (generator '{name}')" if spec.generator else f"generator '{name}'"
+                    raise ValueError(f"{where} rejects its config: {exc}") from None
             return self
 
     def load(self, seed: int) -> TaskData:
@@ -137,12 +149,13 @@ class ReasoningGymTask(Task):
 
     def _draw(self, counts: dict[str, int], seed: int, split: str) -> list[Sample]:
         samples = []
-        for name, count in counts.items():
+        for key, count in counts.items():
             if count == 0:
                 continue
-            config = self.params.generators[name].config
-            dataset = make_dataset(name, config, count, derive_seed(seed, split, name))
-            samples.extend(to_sample(dataset[i], name, config) for i in range(count))
+            spec = self.params.generators[key]
+            generator = spec.generator or key
+            dataset = make_dataset(generator, spec.config, count, derive_seed(seed, split, key))
+            samples.extend(to_sample(dataset[i], generator, spec.config, key) for i in range(count))
         return samples
 
     def check(self, sample: Sample, completion: str) -> bool:

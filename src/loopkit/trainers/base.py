@@ -15,7 +15,12 @@ class Trainer(Component):
     @abstractmethod
     def train(self, model: Any, tokenizer: Any, prompts: list[str], completions: list[str],
               output_dir: Path, seed: int, stage: Stage) -> tuple[Any, dict]:
-        """Fine-tune ``model`` on (rendered prompt, completion) pairs; return the model and metrics."""
+        """Fine-tune ``model`` on (rendered prompt, completion) pairs; return the model and metrics.
+
+        The metrics land in the round's metrics.json under ``train``. ``loopkit report`` sums three of
+        them into each run's training compute, and compares arms' steps: ``steps`` (optimizer steps),
+        ``tokens`` (tokens trained on) and ``train_seconds``; a trainer that leaves one out has it unknown.
+        """
 
     def check_model(self, model: Any) -> None:
         """Raise LoopkitError if this trainer's params cannot train ``model`` (before any round runs)."""

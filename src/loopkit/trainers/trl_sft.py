@@ -2,6 +2,11 @@
 
 CPU-safe by default: bf16 and gradient checkpointing are used only where the hardware has bf16
 (on a CPU without it, TRL's defaults made training ~17x slower).
+
+Its training compute lands in each round's metrics.json under ``train``: ``steps`` (optimizer
+steps), ``tokens`` (the tokens the model was trained on: prompt + completion after truncation to
+max_length, padding excluded, summed over every step, so each epoch counts; only the completion's
+part carries loss) and ``train_seconds`` (the training loop's wall time, model loading excluded).
 """
 
 from __future__ import annotations
@@ -120,6 +125,7 @@ class TRLSFTTrainer(Trainer):
             report_to="none",
             logging_steps=10,
             disable_tqdm=True,
+            include_num_input_tokens_seen="non_padding",  # the training tokens the report sums
         )
         peft_config = None
         if p.lora is not None:
@@ -139,6 +145,7 @@ class TRLSFTTrainer(Trainer):
         metrics = {
             "train_loss": result.training_loss,
             "steps": result.global_step,
+            "tokens": int(trainer.state.num_input_tokens_seen),
             "examples": len(prompts),
             "train_seconds": result.metrics.get("train_runtime"),
             "samples_per_second": result.metrics.get("train_samples_per_second"),
