@@ -13,6 +13,7 @@ No printing: the CLI says where things went.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import re
 import shutil
@@ -233,17 +234,21 @@ def _size_category(n: int) -> str:
     return "1M<n<10M" if n < 10_000_000 else "n>10M"
 
 
-def dataset_card(run: RunDir, round: int, rows: int, license_id: str = "unknown", chat: bool = False) -> str:
+def dataset_card(run: RunDir, round: int, rows: int, license_id: str = "unknown", chat: bool = False,
+                 digest: str = "") -> str:
     """A dataset card in the hub's layout: YAML metadata (license, tags, the data files), then the run's recipe and versions."""
     import yaml
 
     run.recipe()  # a damaged recipe.yaml is named, not copied into the card
     recipe_text = run.read_text("recipe.yaml").rstrip()
     manifest_text = json.dumps(run.manifest(), indent=2, ensure_ascii=False)
+    # datasets caches what load_dataset reads from a local directory under the directory's name and this
+    # metadata alone, not the files: without the content's digest here, a second export would be read as the first.
+    config = {"config_name": "default", "data_files": [{"split": "train", "path": DATA_FILES}],
+              "description": f"synthetic data of the loopkit run {run.path.name}, rounds 1-{round} (content {digest})"}
     front = {
         "license": license_id, "task_categories": ["text-generation"], "tags": ["synthetic", "loopkit"],
-        "size_categories": [_size_category(rows)],
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": DATA_FILES}]}],
+        "size_categories": [_size_category(rows)], "configs": [config],
     }
     trl = ("`prompt` and `completion` are conversations (the user's prompt, the assistant's answer) and `messages` "
            "both turns: TRL applies the student's chat template to them, as loopkit did" if chat else
@@ -306,6 +311,8 @@ def model_card(run: RunDir, round: int, kind: str, student: _Student, task: Any,
     loop = recipe.get("loop") or {}
     example = task.prompt(test_question)
     template = task.prompt("{question}")
+    last = template.rsplit("\n", 1)[-1]
+    ending = f"Nothing follows `{last}`, not even a space. " if last and last == last.rstrip() else ""
     chat = ("The chat template is applied: the prompt is the user's message, followed by the assistant's turn "
             f"(`add_generation_prompt`). The model's whole input, exactly: `{json.dumps(student.render(example))}`"
             if student.chat else "No chat template: the prompt is the model's whole input, after the tokenizer's "
@@ -319,8 +326,8 @@ def model_card(run: RunDir, round: int, kind: str, student: _Student, task: Any,
         f"- Base model: {base}\n"
         f"- Recipe `{recipe.get('name')}`: task `{recipe['task']['name']}`, teacher `{recipe['teacher']['name']}`, "
         f"selector `{recipe['selector']['name']}`, trainer `{recipe['trainer']['name']}`; "
-        f"{loop.get('mode', 'active')} loop, {len(rows) - 1} of {loop.get('rounds')} rounds of {loop.get('per_round')} samples "
-        "(the whole recipe is in the dataset card)\n"
+        f"{loop.get('mode', 'active')} loop of {loop.get('rounds')} rounds, {loop.get('per_round')} samples each, "
+        f"{len(rows) - 1} complete (the whole recipe is in the dataset card)\n"
         f"- License: `{license_id}`\n\n"
         "## Accuracy on the run's held-out test split\n\n"
         f"| round | synthetic samples | teacher calls | test accuracy |\n|---|---|---|---|\n{table}\n\n"
@@ -328,7 +335,7 @@ def model_card(run: RunDir, round: int, kind: str, student: _Student, task: Any,
         "## Prompt format\n\n"
         f"The student was trained and evaluated on this prompt, the question in place of `{{question}}`:\n\n"
         f"```\n{template}\n```\n\n"
-        f"Nothing follows the last line, not even a space. Exactly, as JSON: `{json.dumps(example)}`.\n"
+        f"{ending}Exactly, as JSON: `{json.dumps(example)}`.\n"
         f"{chat}\n\n"
         f"Answers were decoded greedily, at most {loop.get('max_new_tokens')} new tokens, up to the end-of-sequence "
         "token; the final answer is what follows the last `####`, else the first line.\n\n"
@@ -357,7 +364,8 @@ def export_run(run_dir: str | Path, to: str | Path, round: int | None = None, me
     student = _student(run, model_dir)
     test = _test_split(run, round)
     rows = synthetic_rows(run, round, task, student.chat)
-    card = dataset_card(run, round, len(rows), license_id, student.chat)
+    digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
+    card = dataset_card(run, round, len(rows), license_id, student.chat, digest)
     import datasets
 
     datasets.disable_progress_bars()
