@@ -24,6 +24,7 @@ from typing import Any
 from loopkit import lmeval
 from loopkit.errors import LoopkitError
 from loopkit.files import check_dir_target
+from loopkit.records import Sample
 from loopkit.rundir import COMPLETE, RunDir, refused_write
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -117,7 +118,7 @@ def component(run: RunDir, role: str, kind: str, checked: bool = True) -> Any:
     try:
         cls = registry().load(kind, spec["name"])
     except LoopkitError as exc:
-        raise LoopkitError(f"{source}: {role}.name: {exc} Install the plugin the run used to export it") from None
+        raise LoopkitError(f"{source}: {role}.name: {exc} Install the plugin the run used, then export again") from None
     params = spec.get("params") or {}
     try:
         return cls(cls.Params.model_validate(params))
@@ -183,7 +184,11 @@ def _student(run: RunDir, model_dir: Path) -> _Student:
     from transformers import AutoTokenizer
 
     source = component(run, "student", "model", checked=False)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except (OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise run.damaged(model_dir, f"holds no tokenizer that loads ({reason.rstrip(': ')})") from None
     public = source.public_name()
     return _Student(run.recipe()["student"]["name"], public, source.public_note,
                     public is None and source.pretrained_path() is None, tokenizer,
@@ -193,25 +198,24 @@ def _student(run: RunDir, model_dir: Path) -> _Student:
 # -- the dataset ---------------------------------------------------------------------------------------
 
 
-def synthetic_rows(run: RunDir, round: int, task: Any = None, chat: bool = False) -> list[dict]:
-    """Every synthetic sample of rounds 1..``round``; ``meta`` as a JSON string (its shape varies).
+def synthetic_rows(samples: list[Sample], task: Any = None, chat: bool = False) -> list[dict]:
+    """The synthetic samples as dataset rows; ``meta`` as a JSON string (its shape varies).
 
     With the run's ``task``, TRL's columns too: ``prompt`` (the task's prompt, exactly as the student saw it)
     and ``completion`` (the answer it was trained on); for a chat student, both as conversations, and
     ``messages`` (the two turns), so TRL applies the chat template as loopkit did.
     """
     rows = []
-    for t in range(1, round + 1):
-        for s in run.samples(t):
-            row = {**s.model_dump(exclude={"meta"}), "meta": json.dumps(s.meta, ensure_ascii=False)}
-            if task is not None:
-                prompt = task.prompt(s.question)
-                if chat:
-                    turns = [{"role": "user", "content": prompt}], [{"role": "assistant", "content": s.answer}]
-                    row.update(prompt=turns[0], completion=turns[1], messages=turns[0] + turns[1])
-                else:
-                    row.update(prompt=prompt, completion=s.answer)
-            rows.append(row)
+    for s in samples:
+        row = {**s.model_dump(exclude={"meta"}), "meta": json.dumps(s.meta, ensure_ascii=False)}
+        if task is not None:
+            prompt = task.prompt(s.question)
+            if chat:
+                turns = [{"role": "user", "content": prompt}], [{"role": "assistant", "content": s.answer}]
+                row.update(prompt=turns[0], completion=turns[1], messages=turns[0] + turns[1])
+            else:
+                row.update(prompt=prompt, completion=s.answer)
+        rows.append(row)
     return rows
 
 
@@ -360,10 +364,11 @@ def export_run(run_dir: str | Path, to: str | Path, round: int | None = None, me
     _check_target(target)
     round = pick_round(run, round)
     model_dir = run.model_dir(round)  # checked whole: a truncated model is named, not copied
+    samples = [s for t in range(1, round + 1) for s in run.samples(t)]  # every file checked before any is written
+    test = _test_split(run, round)
     task = component(run, "task", "task")
     student = _student(run, model_dir)
-    test = _test_split(run, round)
-    rows = synthetic_rows(run, round, task, student.chat)
+    rows = synthetic_rows(samples, task, student.chat)
     digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
     card = dataset_card(run, round, len(rows), license_id, student.chat, digest)
     import datasets
