@@ -51,3 +51,14 @@ def test_the_task_file_scores_every_answer_as_the_checker_does(checker, tmp_path
 
 def test_task_names_are_what_lm_eval_accepts():
     assert lmeval.task_name("GSM8K-20261125-101500") == "loopkit_gsm8k_20261125_101500"
+
+
+def test_reasoning_gym_says_which_generators_lm_eval_checks_differently():
+    from loopkit.tasks.reasoning_gym import ReasoningGymTask
+
+    def gap(*names):
+        return ReasoningGymTask(ReasoningGymTask.Params(generators=list(names))).lm_eval_checker()[1]
+
+    assert gap("syllogism", "aiw") is None  # the default verifier: full marks for the reference itself only
+    assert "family_relationships" in gap("syllogism", "family_relationships") and "syllogism" not in gap(
+        "syllogism", "family_relationships")

@@ -289,13 +289,13 @@ def write_dataset(rows: list[dict], target: Path, card: str, chat: bool) -> None
 # -- the model card ------------------------------------------------------------------------------------
 
 
-def model_card(run: RunDir, round: int, kind: str, student: _Student, task: Any, test_question: str,
+def model_card(run: RunDir, rows: list[dict], round: int, kind: str, student: _Student, task: Any, test_question: str,
                license_id: str, lm_eval_line: str, command: str | None, note: str | None) -> str:
     """The model directory's README.md: base model (by hub id, never a local path), how it was trained,
     accuracy per round, the exact prompt format, and how to evaluate it."""
     import yaml
 
-    recipe, rows = run.recipe(), run.rows()
+    recipe = run.recipe()
     front: dict[str, Any] = {}
     if student.public:
         front["base_model"] = student.public
@@ -362,15 +362,18 @@ def export_run(run_dir: str | Path, to: str | Path, round: int | None = None, me
     if not run.path.is_dir() or not run.round_path(0).is_dir():
         raise LoopkitError(f"{run_dir} is not a loopkit run directory (no round-000); give the directory `loopkit run` printed")
     _check_target(target)
+    # Every file of the run is read and checked, and every component built, before anything is written.
     round = pick_round(run, round)
     model_dir = run.model_dir(round)  # checked whole: a truncated model is named, not copied
-    samples = [s for t in range(1, round + 1) for s in run.samples(t)]  # every file checked before any is written
+    summary = run.rows()
+    samples = [s for t in range(1, round + 1) for s in run.samples(t)]
     test = _test_split(run, round)
     task = component(run, "task", "task")
     student = _student(run, model_dir)
     rows = synthetic_rows(samples, task, student.chat)
     digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
     card = dataset_card(run, round, len(rows), license_id, student.chat, digest)
+    max_new_tokens = (run.recipe().get("loop") or {}).get("max_new_tokens", 32)
     import datasets
 
     datasets.disable_progress_bars()
@@ -381,19 +384,17 @@ def export_run(run_dir: str | Path, to: str | Path, round: int | None = None, me
         raise LoopkitError(f"cannot create {target}: {exc.strerror}; choose another --to directory") from None
     try:
         kind = export_model(model_dir, target / "model", merge, run, student.public)
-        data_dir = target / "data"
-        write_dataset(rows, data_dir, card, student.chat)
+        write_dataset(rows, target / "data", card, student.chat)
         about = (f"lm-evaluation-harness task: the test split of the loopkit run {run.path.name} "
-                 f"(loopkit's accuracy in round {round}: {run.metrics(round)['accuracy']:.4f}).")
-        tasks = lmeval.write_task(target / "lm-eval", lmeval.task_name(run.path.name), task, test,
-                                  int((run.recipe().get("loop") or {}).get("max_new_tokens", 32)), about)
+                 f"(loopkit's accuracy in round {round}: {summary[round]['accuracy']:.4f}).")
+        tasks = lmeval.write_task(target / "lm-eval", lmeval.task_name(run.path.name), task, test, max_new_tokens, about)
         command, note = _lm_eval_command(kind, student, tasks, str(target / "model"), str(target / "lm-eval"))
         relative, _ = _lm_eval_command(kind, student, tasks, "model", "lm-eval")
         line = (f"`lm-eval/{tasks.name}.yaml` scores this model on the run's {len(test)} test questions as loopkit did: "
                 f"`exact_match` under the filter `{tasks.readings[0]}` is loopkit's accuracy."
                 + "".join(f" Where it differs: {gap}." for gap in tasks.gaps))
         (target / "model" / "README.md").write_text(
-            model_card(run, round, kind, student, task, test[0]["question"], license_id, line, relative, note),
+            model_card(run, summary, round, kind, student, task, test[0]["question"], license_id, line, relative, note),
             encoding="utf-8")
     except BaseException as exc:  # no half-written export left behind
         _remove(target, keep_dir=not created)
@@ -402,7 +403,7 @@ def export_run(run_dir: str | Path, to: str | Path, round: int | None = None, me
             space = "free space, or " if refused[0] in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
             raise LoopkitError(f"cannot write the export in {target}: {refused[1]}; {space}choose another --to directory") from None
         raise
-    return ExportResult(round, target / "model", kind, data_dir, len(rows), tasks, command, note)
+    return ExportResult(round, target / "model", kind, target / "data", len(rows), tasks, command, note)
 
 
 def _test_split(run: RunDir, round: int) -> list[dict]:
