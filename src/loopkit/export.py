@@ -296,55 +296,58 @@ def model_card(run: RunDir, rows: list[dict], round: int, kind: str, student: _S
     import yaml
 
     recipe = run.recipe()
-    front: dict[str, Any] = {}
-    if student.public:
-        front["base_model"] = student.public
-    front.update(library_name="peft" if kind == "adapter" else "transformers", license=license_id,
-                 pipeline_tag="text-generation", tags=["loopkit", "synthetic-data"] + (["lora"] if kind == "adapter" else []))
-    if student.public:
-        base = f"[`{student.public}`](https://huggingface.co/{student.public})" + (f" ({student.note})" if student.note else "")
-    elif student.built_in_code:
-        params = json.dumps(recipe["student"].get("params") or {})
-        base = (f"none on the hub: loopkit's `{student.name}` model, built in code from {params} with the run's seed "
-                f"{recipe.get('seed', 0)}" + ("; `loopkit export --merge` merges the adapter into it" if kind == "adapter" else ""))
-    else:
-        base = f"a model directory on the machine that ran loopkit (student `{student.name}`), not a hub model"
-    weights = {"full": "the student's full weights", "merged": "full weights: the round's LoRA adapter merged into the base",
-               "adapter": "a LoRA adapter (PEFT) for the base model"}[kind]
-    table = "\n".join(f"| {r['round']} | {r['samples']} | {r['teacher_calls']} | {r['accuracy']:.1%} |" for r in rows)
     loop = recipe.get("loop") or {}
-    example = task.prompt(test_question)
-    template = task.prompt("{question}")
-    last = template.rsplit("\n", 1)[-1]
-    ending = f"Nothing follows `{last}`, not even a space. " if last and last == last.rstrip() else ""
-    chat = ("The chat template is applied: the prompt is the user's message, followed by the assistant's turn "
-            f"(`add_generation_prompt`). The model's whole input, exactly: `{json.dumps(student.render(example))}`"
-            if student.chat else "No chat template: the prompt is the model's whole input, after the tokenizer's "
-                                 "special tokens (its BOS).")
-    evaluate = (f"From the export directory (this one's parent):\n\n```\n{command}\n```\n" if command else "") + (f"\n{note}.\n" if note else "")
+    front: dict[str, Any] = {"base_model": student.public} if student.public else {}
+    front.update(library_name="peft" if kind == "adapter" else "transformers", license=license_id,
+                 pipeline_tag="text-generation", tags=["loopkit", "synthetic-data", *(["lora"] if kind == "adapter" else [])])
+    weights = {"full": "the student's full weights", "adapter": "a LoRA adapter (PEFT) for the base model",
+               "merged": "full weights: the round's LoRA adapter merged into the base"}[kind]
+    table = "\n".join(f"| {r['round']} | {r['samples']} | {r['teacher_calls']} | {r['accuracy']:.1%} |" for r in rows)
+    evaluate = f"From the export directory (this one's parent):\n\n```\n{command}\n```\n" if command else ""
     return (
         f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n"
         f"# Round {round} student of the loopkit run `{run.path.name}`\n\n"
         f"This is {weights}, fine-tuned with loopkit on synthetic data a teacher wrote in a closed loop "
         "(the data is in `../data`).\n\n"
-        f"- Base model: {base}\n"
+        f"- Base model: {_base_model(student, recipe, kind)}\n"
         f"- Recipe `{recipe.get('name')}`: task `{recipe['task']['name']}`, teacher `{recipe['teacher']['name']}`, "
         f"selector `{recipe['selector']['name']}`, trainer `{recipe['trainer']['name']}`; "
-        f"{loop.get('mode', 'active')} loop of {loop.get('rounds')} rounds, {loop.get('per_round')} samples each, "
-        f"{len(rows) - 1} complete (the whole recipe is in the dataset card)\n"
+        f"{loop.get('mode', 'active')} loop, {loop.get('per_round')} samples per round, {len(rows) - 1} of "
+        f"{loop.get('rounds')} rounds complete (the whole recipe is in the dataset card)\n"
         f"- License: `{license_id}`\n\n"
         "## Accuracy on the run's held-out test split\n\n"
         f"| round | synthetic samples | teacher calls | test accuracy |\n|---|---|---|---|\n{table}\n\n"
         f"This is round {round}. Round 0 is the untrained base.\n\n"
-        "## Prompt format\n\n"
-        f"The student was trained and evaluated on this prompt, the question in place of `{{question}}`:\n\n"
-        f"```\n{template}\n```\n\n"
-        f"{ending}Exactly, as JSON: `{json.dumps(example)}`.\n"
-        f"{chat}\n\n"
-        f"Answers were decoded greedily, at most {loop.get('max_new_tokens')} new tokens, up to the end-of-sequence "
-        "token; the final answer is what follows the last `####`, else the first line.\n\n"
-        f"## Evaluate with lm-evaluation-harness\n\n{lm_eval_line}\n\n{evaluate}"
+        f"## Prompt format\n\n{_prompt_format(task, student, test_question, loop.get('max_new_tokens'))}\n\n"
+        f"## Evaluate with lm-evaluation-harness\n\n{lm_eval_line}\n\n{evaluate}" + (f"\n{note}.\n" if note else "")
     )
+
+
+def _base_model(student: _Student, recipe: dict, kind: str) -> str:
+    if student.public:
+        return f"[`{student.public}`](https://huggingface.co/{student.public})" + (f" ({student.note})" if student.note else "")
+    if student.built_in_code:
+        params = json.dumps(recipe["student"].get("params") or {})
+        merge = "; `loopkit export --merge` merges the adapter into it" if kind == "adapter" else ""
+        return (f"none on the hub: loopkit's `{student.name}` model, built in code from {params} with the run's seed "
+                f"{recipe.get('seed', 0)}{merge}")
+    return f"a model directory on the machine that ran loopkit (student `{student.name}`), not a hub model"
+
+
+def _prompt_format(task: Any, student: _Student, question: str, max_new_tokens: Any) -> str:
+    """The prompt as a template, one real prompt exactly (as JSON: every space shows), and how it was decoded."""
+    template, example = task.prompt("{question}"), task.prompt(question)
+    last = template.rsplit("\n", 1)[-1]
+    ending = f"Nothing follows `{last}`, not even a space. " if last and last == last.rstrip() else ""
+    if student.chat:
+        chat = ("The chat template is applied: the prompt is the user's message, followed by the assistant's turn "
+                f"(`add_generation_prompt`). The model's whole input, exactly: `{json.dumps(student.render(example))}`")
+    else:
+        chat = "No chat template: the prompt is the model's whole input, after the tokenizer's special tokens (its BOS)."
+    return (f"The student was trained and evaluated on this prompt, the question in place of `{{question}}`:\n\n"
+            f"```\n{template}\n```\n\n{ending}Exactly, as JSON: `{json.dumps(example)}`.\n{chat}\n\n"
+            f"Answers were decoded greedily, at most {max_new_tokens} new tokens, up to the end-of-sequence token; "
+            "the task then reads and checks the final answer (by default what follows the last `####`, else the first line).")
 
 
 # -- the whole export ----------------------------------------------------------------------------------
