@@ -223,6 +223,11 @@ def test_lora_adapter_export_and_merge(tmp_path):
     assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] is None
     assert "lm_eval " not in result.output and "export with `loopkit export --merge`" in " ".join(result.output.split())
     assert "built in code" in (adapter / "README.md").read_text()
+    # load_dataset caches by directory name and card: this data/ must not be read as another export's data/
+    from datasets import load_dataset
+
+    questions = [s.question for s in read_samples(run / "round-001" / "synthetic.jsonl")]
+    assert load_dataset(str(tmp_path / "adapter" / "data"), split="train")["question"] == questions
     params = yaml.safe_load(TINY_RECIPE)["student"]["params"]
 
     # the tiny student is built in code, so its adapter names no base: --merge rebuilds it from recipe.yaml

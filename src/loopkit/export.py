@@ -238,8 +238,7 @@ def _size_category(n: int) -> str:
     return "1M<n<10M" if n < 10_000_000 else "n>10M"
 
 
-def dataset_card(run: RunDir, round: int, rows: int, license_id: str = "unknown", chat: bool = False,
-                 digest: str = "") -> str:
+def dataset_card(run: RunDir, round: int, rows: int, license_id: str, chat: bool, digest: str) -> str:
     """A dataset card in the hub's layout: YAML metadata (license, tags, the data files), then the run's recipe and versions."""
     import yaml
 
