@@ -1,6 +1,8 @@
 """Answer checkers on real-looking outputs, including GSM8K's strict-vs-flexible traps."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopkit.checkers import BooleanChecker, ChoiceChecker, ExactChecker, NumericChecker
 
@@ -82,3 +84,72 @@ def test_a_reference_must_match_itself(checker, reference, ok):
     from loopkit.checkers import CHECKERS
 
     assert CHECKERS[checker]().matches_itself(reference) is ok
+
+
+# -- lm-evaluation-harness reads and compares answers as the checkers do ------------------------------
+# Completions are drawn from pieces that hit every rule: the marker, line breaks of every kind, signs,
+# $ and commas, redundant zeros, case, edge punctuation, letter and yes/no forms.
+PIECES = ["####", "#### ", "#", " ", "  ", "\n", "\t", "\r\n", "\u2028", "\x0c", ".", ",", ":", "-", "$", "$ ", "(", ")",
+          "'", "0", "00", "1", "5", "42", "0.50", ".5", "1,000", "-0", "7.", "a", "b", "B", "e", "Yes", "no", "TRUE",
+          "false", "yesno", "Answer: ", "The answer is ", "final answer: ", "(c)", "hello world", "HELLO  World"]
+REFERENCES = {
+    "checker": ["Yes", "42", "hello world", "(c)"],
+    "exact": ["Yes", "hello world", "42", "(c)", "e"],
+    "boolean": ["yes", "No", "TRUE", "false"],
+    "choice": ["B", "(c)", "a", "E."],
+    "numeric": ["42", "-0.5", "1,000", "0", "5.0", "$7", "1e3", ".5", "7"],
+}
+
+
+def lm_eval_scores(checker, reference: str, completion: str) -> dict[str, bool]:
+    """``checker.score`` as lm-eval computes it: the task's filters on the completion, then exact_match."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.api.metrics import exact_match_hf_evaluate
+    from lm_eval.filters import build_filter_ensemble
+
+    scores = {}
+    for reading, pipeline in checker.lm_eval().items():
+        steps = [[f["function"], {k: v for k, v in f.items() if k != "function"}] for f in pipeline]
+        instance = Instance(request_type="generate_until", doc={}, arguments=("", {}), idx=0)
+        instance.resps = [completion]
+        build_filter_ensemble(reading, [*steps, ["take_first", None]]).apply([instance])
+        answer = instance.filtered_resps[reading]
+        match = exact_match_hf_evaluate([answer], [checker.lm_eval_target(reference)], **checker.lm_eval_metric())
+        scores[reading] = bool(match["exact_match"])
+    return scores
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=st.sampled_from(sorted(REFERENCES)), parts=st.lists(st.sampled_from(PIECES), max_size=10), data=st.data())
+def test_lm_eval_scores_every_completion_as_the_checker_does(name, parts, data):
+    from loopkit.checkers import CHECKERS, Checker
+
+    checker = Checker() if name == "checker" else CHECKERS[name]()
+    reference = data.draw(st.sampled_from(REFERENCES[name]))
+    parts.insert(data.draw(st.integers(0, len(parts))), data.draw(st.sampled_from([reference, f"#### {reference}", reference.lower()])))
+    completion = "".join(parts)
+    assert lm_eval_scores(checker, reference, completion) == checker.score(reference, completion), repr(completion)
+
+
+@pytest.mark.parametrize("name, reference, completion, expected", [
+    ("numeric", "1,000", "so #### $1,000.00 dollars", {"strict": True, "flexible": True}),
+    ("numeric", "-0.5", "-.50 then 3", {"strict": False, "flexible": False}),
+    ("numeric", "0", "#### -0.0", {"strict": True, "flexible": True}),
+    ("exact", "hello world", "  (Hello   World).", {"match": True}),
+    ("boolean", "true", "#### YES, because", {"match": True}),
+    ("choice", "(c)", "The answer is (C) 12", {"match": True}),
+    ("checker", "Yes", "\u2028 Yes \u2028No", {"match": True}),
+    ("checker", "Yes", "#### \n", {"match": False}),
+])
+def test_lm_eval_scores_known_cases(name, reference, completion, expected):
+    from loopkit.checkers import CHECKERS, Checker
+
+    checker = Checker() if name == "checker" else CHECKERS[name]()
+    assert checker.score(reference, completion) == expected
+    assert lm_eval_scores(checker, reference, completion) == expected
+
+
+def test_the_math_checker_says_where_lm_eval_differs():
+    from loopkit.checkers import MathChecker
+
+    assert "symbolic" in MathChecker.lm_eval_gap and NumericChecker.lm_eval_gap is None

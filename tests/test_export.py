@@ -21,9 +21,24 @@ def run_tiny(tmp_path, *overrides):
     return run
 
 
+# Syllogisms only, trained long enough that the student answers "Yes" (the majority) to every question:
+# some of its answers are right and some wrong, so an accuracy computed another way can disagree.
+MAJORITY = ["task.params.generators={syllogism: {weight: 1}}", "task.params.pool_size=40", "task.params.test_size=16",
+            "loop.per_round=24", "selector.name=random", "trainer.params.epochs=6", "trainer.params.learning_rate=0.01"]
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    return run_tiny(tmp_path_factory.mktemp("export"))
+    return run_tiny(tmp_path_factory.mktemp("export"), *MAJORITY)
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory):
+    """The run exported by the CLI, with what it printed."""
+    out = tmp_path_factory.mktemp("exported") / "out"
+    result = invoke("export", str(run), "--to", str(out), "--license", "apache-2.0")
+    assert result.exit_code == 0, result.output
+    return out, result.output
 
 
 def generate(model_dir, prompt="Is it true?"):
@@ -39,26 +54,115 @@ def generate(model_dir, prompt="Is it true?"):
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:])
 
 
-def test_export_loads_with_plain_transformers_and_datasets(run, tmp_path):
-    from datasets import load_from_disk
+def test_export_loads_with_plain_transformers_and_datasets(run, exported):
+    from datasets import load_dataset, load_from_disk
 
-    result = invoke("export", str(run), "--to", str(tmp_path / "out"))
-    assert result.exit_code == 0, result.output
-    assert "round 1 student (full)" in result.output and str(tmp_path / "out" / "data") in result.output.replace("\n", "")
+    out, output = exported
+    assert "round 1 student (full, card README.md)" in output and str(out / "data") in output.replace("\n", "")
 
-    assert isinstance(generate(tmp_path / "out" / "model"), str)
+    assert generate(out / "model", "Question: All cats are animals. Is it true?\nAnswer:").startswith("Yes")
     assert is_the_round_1_student(run, tmp_path / "out" / "model")
 
     samples = read_samples(run / "round-001" / "synthetic.jsonl")
-    data = load_from_disk(str(tmp_path / "out" / "data"))
-    assert len(data) == len(samples) > 0
-    assert data["question"] == [s.question for s in samples] and data["round"] == [1] * len(samples)
-    assert json.loads(data[0]["meta"]) == samples[0].meta
+    # the hub's layout (a card naming the data files) and save_to_disk's, from the same files
+    hub, disk = load_dataset(str(out / "data"), split="train"), load_from_disk(str(out / "data"))["train"]
+    assert hub.features == disk.features and hub.to_list() == disk.to_list()
+    assert len(disk) == len(samples) > 0
+    assert disk["question"] == [s.question for s in samples] and disk["round"] == [1] * len(samples)
+    assert json.loads(disk[0]["meta"]) == samples[0].meta
+    # TRL's columns: the exact prompt the student saw (no chat template: the task's prompt itself), and its answer
+    assert disk["prompt"] == [f"Question: {s.question}\nAnswer:" for s in samples]
+    assert disk["completion"] == [s.answer for s in samples] and "messages" not in disk.features
 
-    card = (tmp_path / "out" / "data" / "README.md").read_text()
+    card = (out / "data" / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
-    assert front["tags"] == ["synthetic", "loopkit"]
+    assert front["tags"] == ["synthetic", "loopkit"] and front["license"] == "apache-2.0"
+    assert front["configs"][0]["data_files"][0]["split"] == "train"
     assert "name: tiny-test" in card and '"transformers"' in card and '"loopkit": "0.1.0"' in card
+
+
+def test_the_model_card_states_base_prompt_and_accuracy(run, exported):
+    out, _ = exported
+    card = (out / "model" / "README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["license"] == "apache-2.0" and "base_model" not in front  # tiny is built in code: no hub id
+    assert "built in code" in card and "No chat template" in card
+    assert "```\nQuestion: {question}\nAnswer:\n```" in card and "Nothing follows `Answer:`, not even a space" in card
+    accuracy = json.loads((run / "round-001" / "metrics.json").read_text())["accuracy"]
+    assert f"| 1 | 24 | 24 | {accuracy:.1%} |" in card
+    assert "lm_eval --model hf --model_args pretrained=model --include_path lm-eval --tasks loopkit_tiny_test_" in card
+    assert str(run.parent) not in card
+
+
+def test_trl_trains_on_the_exported_data_as_is(exported, tmp_path):
+    from datasets import load_dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from loopkit.models.tiny import TinyModel
+    from loopkit.trainers.trl_sft import _checkpointing_field
+
+    out, _ = exported
+    data = load_dataset(str(out / "data"), split="train")
+    model, tokenizer = TinyModel(TinyModel.Params(hidden_size=32, layers=1, heads=2, intermediate_size=64)).load(0)
+    config = SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=1, per_device_train_batch_size=4, use_cpu=True,
+                       bf16=False, report_to="none", save_strategy="no", disable_tqdm=True,
+                       **{_checkpointing_field(SFTConfig): False})
+    trainer = SFTTrainer(model=model, args=config, processing_class=tokenizer, train_dataset=data)
+    # the loss is on the answer (and EOS) after loopkit's exact prompt, as loopkit's trainer has it
+    first = trainer.train_dataset[0]
+    prompt = tokenizer(f"Question: {data[0]['question']}\nAnswer:")["input_ids"]
+    answer = tokenizer(data[0]["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert first["input_ids"] == prompt + answer and first["labels"] == [-100] * len(prompt) + answer
+    assert trainer.train().global_step == 1
+
+
+def _lm_eval(command: str):
+    """Run the task an export's lm_eval command names, with that command's model arguments, in this process:
+    (lm-eval's scores, its samples, and the model it built, to see the tokens it feeds)."""
+    import shlex
+
+    import lm_eval
+    from lm_eval.api.registry import get_model
+    from lm_eval.tasks import TaskManager
+
+    argv = shlex.split(command)
+    value = {flag: argv[argv.index(flag) + 1] for flag in ("--model", "--model_args", "--include_path", "--tasks")}
+    lm = get_model(value["--model"]).create_from_arg_string(value["--model_args"], {"device": "cpu"})
+    results = lm_eval.simple_evaluate(
+        model=lm, tasks=[value["--tasks"]], log_samples=True, apply_chat_template="--apply_chat_template" in argv,
+        task_manager=TaskManager(include_path=value["--include_path"], include_defaults=False))
+    return results["results"][value["--tasks"]], results["samples"][value["--tasks"]], lm
+
+
+def assert_lm_eval_matches_loopkit(command: str, run, student) -> float:
+    """lm-eval feeds the student loopkit's tokens and reads its answers as loopkit did, answer by answer;
+    its accuracy, which it returns, is loopkit's."""
+    scores, samples, lm = _lm_eval(command)
+    loopkit = {row["id"]: row for row in map(json.loads, (run / "round-001" / "eval.jsonl").read_text().splitlines())}
+    assert len(samples) == len(loopkit)
+    for sample in samples:
+        row = loopkit[sample["doc"]["id"]]
+        context = sample["arguments"][0][0]
+        assert context == student.render(f"Question: {row['question']}\nAnswer:")
+        assert lm.tok_batch_encode([context])[0][0].tolist() == student._encode([context])[0]
+        assert sample["resps"] == [[row["prediction"]]] and sample["exact_match"] == float(row["correct"])
+    metrics = json.loads((run / "round-001" / "metrics.json").read_text())
+    assert scores["exact_match,match"] == pytest.approx(metrics["accuracy"])
+    return metrics["accuracy"]
+
+
+def test_lm_eval_scores_the_export_as_loopkit_did(run, exported):
+    from transformers import AutoTokenizer
+
+    from loopkit.student import Student
+
+    out, output = exported
+    command = next(line.strip() for line in output.splitlines() if line.strip().startswith("lm_eval "))
+    accuracy = assert_lm_eval_matches_loopkit(command, run, Student(None, AutoTokenizer.from_pretrained(out / "model")))
+    assert 0 < accuracy < 1  # right and wrong answers: a reading that differs would show
+    task = out / "lm-eval" / f"{command.split()[-1]}.yaml"
+    assert str(out / "lm-eval" / "test.jsonl") in task.read_text()
+    assert '\\nAnswer:", "reference"' in (out / "lm-eval" / "test.jsonl").read_text()  # no space after "Answer:"
 
 
 def test_export_an_explicit_round_into_an_empty_directory(run, tmp_path):
@@ -132,14 +236,24 @@ def test_lora_adapter_export_and_merge(tmp_path):
 
     run = run_tiny(tmp_path, "trainer.params.lora={r: 4, alpha: 8}")
     result = invoke("export", str(run), "--to", str(tmp_path / "adapter"))
-    assert result.exit_code == 0 and "(adapter)" in result.output, result.output
+    assert result.exit_code == 0 and "(adapter, card README.md)" in result.output, result.output
     adapter = tmp_path / "adapter" / "model"
     assert (adapter / "adapter_config.json").exists() and not (adapter / "config.json").exists()
+    # no hub id to name: the code-built marker (null) stays, and the card and the CLI say to merge for lm-eval
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] is None
+    assert "lm_eval " not in result.output and "export with `loopkit export --merge`" in " ".join(result.output.split())
+    assert "built in code" in (adapter / "README.md").read_text()
+    # load_dataset caches by directory name and card: this data/ must not be read as another export's data/
+    from datasets import load_dataset
+
+    questions = [s.question for s in read_samples(run / "round-001" / "synthetic.jsonl")]
+    assert load_dataset(str(tmp_path / "adapter" / "data"), split="train")["question"] == questions
     params = yaml.safe_load(TINY_RECIPE)["student"]["params"]
 
     # the tiny student is built in code, so its adapter names no base: --merge rebuilds it from recipe.yaml
     result = invoke("export", str(run), "--merge", "--to", str(tmp_path / "rebuilt"))
-    assert result.exit_code == 0 and "(merged)" in result.output, result.output
+    assert result.exit_code == 0 and "(merged, card README.md)" in result.output, result.output
+    assert "lm_eval --model hf --model_args pretrained=" in result.output
     assert isinstance(generate(tmp_path / "rebuilt" / "model"), str)
     base, tokenizer = TinyModel(TinyModel.Params(**params)).load(3)
     assert merged_matches_base_plus_adapter(tmp_path / "rebuilt" / "model", base, adapter, tokenizer)
@@ -151,10 +265,68 @@ def test_lora_adapter_export_and_merge(tmp_path):
     config["base_model_name_or_path"] = str(tmp_path / "base")
     (run / "round-001" / "train" / "model" / "adapter_config.json").write_text(json.dumps(config))
     result = invoke("export", str(run), "--merge", "--to", str(tmp_path / "merged"))
-    assert result.exit_code == 0 and "(merged)" in result.output, result.output
+    assert result.exit_code == 0 and "(merged, card README.md)" in result.output, result.output
     assert not (tmp_path / "merged" / "model" / "adapter_config.json").exists()
     assert merged_matches_base_plus_adapter(tmp_path / "merged" / "model", base, adapter, tokenizer)
 
     config["base_model_name_or_path"] = str(tmp_path / "gone")
     (run / "round-001" / "train" / "model" / "adapter_config.json").write_text(json.dumps(config))
     assert_one_line_error(invoke("export", str(run), "--merge", "--to", str(tmp_path / "m")), "cannot be loaded offline")
+
+
+# A chat template for the character-level tokenizer: the user's turn, then the assistant's.
+CHAT = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}")
+
+
+@pytest.fixture
+def hub_chat_model(tmp_path, monkeypatch):
+    """The tiny model with a chat template, as the hub id ``loopkit-test/tiny-chat`` in a hub cache of its own."""
+    import huggingface_hub.constants
+
+    from loopkit.models.tiny import TinyModel
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--loopkit-test--tiny-chat"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    model, tokenizer = TinyModel(TinyModel.Params(hidden_size=32, layers=1, heads=2, intermediate_size=64)).load(0)
+    tokenizer.chat_template = CHAT
+    model.save_pretrained(snapshot)
+    tokenizer.save_pretrained(snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    return "loopkit-test/tiny-chat"
+
+
+def test_a_chat_student_adapter_names_its_hub_base_and_lm_eval_reproduces_it(hub_chat_model, tmp_path):
+    from datasets import load_dataset
+    from transformers import AutoTokenizer
+
+    from loopkit.student import Student
+
+    run = run_tiny(tmp_path, "student.name=hf", f"student.params={{path: {hub_chat_model}}}",
+                   "selector.name=random", "trainer.params.lora={r: 4, alpha: 8}", "trainer.params.learning_rate=0.01")
+    out = tmp_path / "out"
+    result = invoke("export", str(run), "--to", str(out))
+    assert result.exit_code == 0 and "(adapter, card README.md)" in result.output, result.output
+
+    # the adapter names its base by hub id, and nothing in the export names a path of this machine
+    config = json.loads((out / "model" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == hub_chat_model
+    for path in (out / "model").iterdir():
+        assert str(tmp_path) not in path.read_text(errors="replace"), path
+    card = (out / "model" / "README.md").read_text()
+    assert yaml.safe_load(card.split("---")[1])["base_model"] == hub_chat_model and "The chat template is applied" in card
+
+    # TRL's conversational columns: the task's prompt as the user's turn, the answer as the assistant's
+    data = load_dataset(str(out / "data"), split="train")
+    sample = read_samples(run / "round-001" / "synthetic.jsonl")[0]
+    assert data[0]["prompt"] == [{"role": "user", "content": f"Question: {sample.question}\nAnswer:"}]
+    assert data[0]["completion"] == [{"role": "assistant", "content": sample.answer}]
+    assert data[0]["messages"] == data[0]["prompt"] + data[0]["completion"]
+
+    # lm-eval loads the base from the hub, the adapter with peft=, and applies the chat template as loopkit did
+    command = next(line.strip() for line in result.output.splitlines() if line.strip().startswith("lm_eval "))
+    assert f"pretrained={hub_chat_model},peft=" in command and command.endswith("--apply_chat_template")
+    assert_lm_eval_matches_loopkit(command, run, Student(None, AutoTokenizer.from_pretrained(out / "model")))

@@ -59,3 +59,34 @@ def test_as_hf_teacher_and_judge(tmp_path):
     judged = teacher.judge(seeds, ["5", "I do not know"], random_seed=0)
     assert judged.calls == 2 and len(judged.scores) == 2
     assert Journal(tmp_path / FILENAME).count() == sum(g.calls for g in generations) + 2
+
+
+def test_export_names_the_hub_base_and_lm_eval_reproduces_the_merged_student(tmp_path):
+    """A real chat model: its adapter names SmolLM2 by hub id (not the converted copy's path here), and lm-eval
+    scores the merged export (the hub is offline here) with the chat template exactly as loopkit did."""
+    import json
+
+    from test_cli import invoke
+    from test_export import assert_lm_eval_matches_loopkit, run_tiny
+    from transformers import AutoTokenizer
+
+    from loopkit.models.smollm2 import cache_dir
+    from loopkit.student import Student
+
+    run = run_tiny(tmp_path, "student.name=smollm2-135m-instruct", "student.params={}", "trainer.params.lora={r: 8, alpha: 16}",
+                   "task.params.pool_size=8", "task.params.test_size=6", "loop.per_round=4", "loop.max_new_tokens=8",
+                   "selector.name=random")
+    exported = invoke("export", str(run), "--to", str(tmp_path / "adapter"))
+    assert exported.exit_code == 0, exported.output
+    model = tmp_path / "adapter" / "model"
+    hub_id = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert json.loads((model / "adapter_config.json").read_text())["base_model_name_or_path"] == hub_id
+    assert all(str(cache_dir()) not in p.read_text(errors="replace") for p in model.iterdir())
+    assert "dequantized" in (model / "README.md").read_text() and "--merge" in " ".join(exported.output.split())
+
+    merged = invoke("export", str(run), "--merge", "--to", str(tmp_path / "merged"))
+    assert merged.exit_code == 0, merged.output
+    command = next(line.strip() for line in merged.output.splitlines() if line.strip().startswith("lm_eval "))
+    assert command.endswith("--apply_chat_template")
+    student = Student(None, AutoTokenizer.from_pretrained(tmp_path / "merged" / "model"))
+    assert_lm_eval_matches_loopkit(command, run, student)

@@ -11,6 +11,11 @@ reports GSM8K's strict and flexible matches side by side).
   case, surrounding punctuation and runs of blank space do not matter.
 - ``boolean``: yes/no and true/false (either spelling matches either).
 - ``choice``: a multiple-choice letter A-E ("B", "(b)", "Answer: B) 12").
+
+Each checker also says how lm-evaluation-harness reads and compares answers the same way with its
+own filters (``regex``, ``lowercase``, ``uppercase``, ``map``) and ``exact_match`` metric, so an
+exported lm-eval task (``loopkit export``) needs no code of ours; ``lm_eval_gap`` says where it
+cannot (``math``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,15 @@ from decimal import Decimal, InvalidOperation
 FINAL_MARKER = "####"
 
 _NUMBER = re.compile(r"-?\$?\s?\d[\d,]*(?:\.\d+)?|-?\$?\s?\.\d+")
+
+# -- lm-evaluation-harness forms of the readings (see Checker.lm_eval) ----------------------------
+_NOT_A_LINE_BREAK = r"[^\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"  # str.splitlines splits at each of these
+# final_part as one regex: after the last ####, the first non-blank text up to a line break; with no ####,
+# the first non-blank line. lm-eval's regex filter strips the match, as final_part does.
+FINAL_PART_REGEX = (rf"(?s)\A(?:.*{FINAL_MARKER}\s*({_NOT_A_LINE_BREAK}*)"
+                    rf"|(?!.*{FINAL_MARKER})\s*({_NOT_A_LINE_BREAK}*))")
+NO_ANSWER = "\x00no answer"  # what lm-eval reads from a completion with no answer: equal to no reference
+_EDGE = r"""[\s.,;:!?"'`()\[\]{}]"""  # what normalise strips from both ends of an answer
 
 
 def final_part(completion: str) -> str | None:
@@ -50,9 +64,17 @@ def _numbers(text: str) -> list[str]:
     return [m.group(0).strip() for m in _NUMBER.finditer(text)]
 
 
+def regex_filter(pattern: str, group_select: int = 0) -> dict:
+    """lm-eval's ``regex`` filter: the first non-empty group of match ``group_select`` (-1: the last), stripped."""
+    return {"function": "regex", "regex_pattern": pattern, "group_select": group_select, "fallback": NO_ANSWER}
+
+
 class Checker:
+    """The reference's text, verbatim, after ``####`` (else the first line): the base every checker refines."""
+
     name = "checker"
     readings: tuple[str, ...] = ("match",)
+    lm_eval_gap: str | None = None  # where lm-eval's scoring (below) can differ from ``score``; None: nowhere
 
     def read(self, completion: str) -> dict[str, str | None]:
         """The final answer under each reading (None: nothing could be read)."""
@@ -69,6 +91,19 @@ class Checker:
         """Whether a completion that is ``reference`` itself counts as correct; if not, no answer ever can
         (e.g. ``1/2`` or ``NaN`` under ``numeric``, ``maybe`` under ``boolean``)."""
         return any(self.score(reference, reference).values())
+
+    def lm_eval(self) -> dict[str, list[dict]]:
+        """Per reading, the lm-eval filters that read a completion's answer as ``read`` does."""
+        return {"match": [regex_filter(FINAL_PART_REGEX)]}
+
+    def lm_eval_metric(self) -> dict:
+        """The options of lm-eval's ``exact_match`` under which a read answer equals ``lm_eval_target(reference)``
+        exactly when ``same(reference, answer)``."""
+        return {}
+
+    def lm_eval_target(self, reference: str) -> str:
+        """The reference as an exported lm-eval task stores it."""
+        return reference
 
 
 class NumericChecker(Checker):
@@ -87,6 +122,21 @@ class NumericChecker(Checker):
         a, b = parse_number(reference), parse_number(answer)
         return a is not None and b is not None and a == b
 
+    def lm_eval(self) -> dict[str, list[dict]]:
+        number = f"({_NUMBER.pattern})"
+        return {"strict": [regex_filter(rf"(?s){FINAL_MARKER}(?!.*{FINAL_MARKER}).*?{number}")],
+                "flexible": [regex_filter(number, group_select=-1)]}
+
+    def lm_eval_metric(self) -> dict:
+        # Equal values, equal text: drop what parse_number ignores, then leading zeros, trailing fractional
+        # zeros and the sign of zero (every zero becomes ""). Applied in order, to answers and targets alike.
+        after_point = "|".join(rf"(?<=\.\d{{{n}}})" for n in range(21))
+        return {"regexes_to_ignore": [",", r"\$", " ", r"^\s+", rf"(?:{after_point})0+$", r"\.$", r"(?:^|(?<=^-))0+", r"^-$"]}
+
+    def lm_eval_target(self, reference: str) -> str:
+        number = parse_number(reference)
+        return reference if number is None else f"{number:f}"
+
 
 def normalise(text: str) -> str:
     text = re.sub(r"\s+", " ", text.strip().lower())
@@ -95,9 +145,16 @@ def normalise(text: str) -> str:
 
 class ExactChecker(Checker):
     name = "exact"
+    lm_eval_gap = "lm-eval keeps a tab inside an answer, where loopkit reads a space"
 
     def same(self, reference: str, answer: str) -> bool:
         return normalise(reference) == normalise(answer)
+
+    def lm_eval_metric(self) -> dict:
+        return {"ignore_case": True, "regexes_to_ignore": [rf"^{_EDGE}+", rf"{_EDGE}+$", r"\s+(?=\s)"]}
+
+    def lm_eval_target(self, reference: str) -> str:
+        return normalise(reference)
 
 
 _BOOLEAN = {"yes": True, "true": True, "no": False, "false": False}
@@ -115,6 +172,14 @@ class BooleanChecker(Checker):
         ref = _BOOLEAN.get(normalise(reference))
         return ref is not None and ref == _BOOLEAN.get(answer)
 
+    def lm_eval(self) -> dict[str, list[dict]]:
+        canonical = {word: "yes" if value else "no" for word, value in _BOOLEAN.items()}
+        return {"match": [regex_filter(FINAL_PART_REGEX), {"function": "lowercase"}, regex_filter(rf"\A{_EDGE}*([a-z]+)"),
+                          {"function": "map", "mapping_dict": canonical, "default_value": NO_ANSWER}]}
+
+    def lm_eval_target(self, reference: str) -> str:
+        return "yes" if _BOOLEAN.get(normalise(reference)) else "no"
+
 
 class ChoiceChecker(Checker):
     name = "choice"
@@ -128,6 +193,13 @@ class ChoiceChecker(Checker):
     def same(self, reference: str, answer: str) -> bool:
         return normalise(reference).upper() == answer
 
+    def lm_eval(self) -> dict[str, list[dict]]:
+        letter = r"(?i)\A(?:(?:the )?(?:final )?answer(?: is)?\s*[:=]?\s*)?\(?([A-E])(?:\)|\.|:|\s|$)"
+        return {"match": [regex_filter(FINAL_PART_REGEX), regex_filter(letter), {"function": "uppercase"}]}
+
+    def lm_eval_target(self, reference: str) -> str:
+        return normalise(reference).upper()
+
 
 class MathChecker(Checker):
     """Math-Verify (``pip install 'loopkit[math]'``): symbolic equivalence of LaTeX or plain answers.
@@ -139,6 +211,8 @@ class MathChecker(Checker):
 
     name = "math"
     timeout = 5.0
+    lm_eval_gap = ("lm-eval has no symbolic equivalence (Math-Verify): it compares the final answer (after ####, "
+                   "else the first line) with the reference as text, so it counts fewer answers correct than loopkit")
 
     def matches_itself(self, reference: str) -> bool:
         return True  # a symbolic check per reference would make loading a data set slow

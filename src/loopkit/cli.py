@@ -211,13 +211,19 @@ def build_app() -> typer.Typer:
         to: Path = typer.Option(..., "--to", help="A new (or empty) directory for model/ and data/."),
         round: Optional[int] = typer.Option(None, "--round", min=0, help="The round whose student to export (default: the last one with a saved model)."),
         merge: bool = typer.Option(False, "--merge", help="Merge a LoRA adapter into its base model instead of copying the adapter."),
+        license_id: str = typer.Option("unknown", "--license", help="The license the model and data cards state (a hub license id, e.g. apache-2.0)."),
     ) -> None:
-        """Export a run's student as an HF model directory and its synthetic data as a datasets dataset."""
+        """Export a run's student (HF model directory), its synthetic data (datasets, TRL-ready) and an lm-eval task."""
         from loopkit.export import export_run
 
-        result = export_run(run_dir, to, round, merge)
-        console.print(f"round {result.round} student ({result.model_kind}): {result.model_dir}", highlight=False)
+        result = export_run(run_dir, to, round, merge, license_id)
+        console.print(f"round {result.round} student ({result.model_kind}, card README.md): {result.model_dir}", highlight=False)
         console.print(f"synthetic data ({result.rows} rows, card README.md): {result.data_dir}", highlight=False)
+        console.print(f"lm-eval task {result.lm_eval.name}: {result.lm_eval.directory}", highlight=False)
+        if result.lm_eval_command:
+            console.print(f"  {result.lm_eval_command}", highlight=False, soft_wrap=True)
+        if result.lm_eval_note:
+            console.print(f"  note: {result.lm_eval_note}", highlight=False)
 
     @app.command()
     def compare(

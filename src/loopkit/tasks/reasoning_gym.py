@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from loopkit.checkers import Checker
 from loopkit.component import Params
 from loopkit.errors import DataError
 from loopkit.records import Sample, normalize_question
@@ -157,6 +158,17 @@ class ReasoningGymTask(Task):
             dataset = make_dataset(generator, spec.config, count, derive_seed(seed, split, key))
             samples.extend(to_sample(dataset[i], generator, spec.config, key) for i in range(count))
         return samples
+
+    def lm_eval_checker(self) -> tuple[Checker, str | None]:
+        """reasoning-gym's default verifier gives full marks only to the reference itself, which lm-eval can
+        check; a generator with its own verifier may accept other forms (case, number formats, ...)."""
+        from reasoning_gym.dataset import ProceduralDataset
+
+        own = [name for name, spec in self.params.generators.items()
+               if type(make_dataset(name, spec.config, 1, 0)).score_answer is not ProceduralDataset.score_answer]
+        gap = (f"reasoning-gym's own verifier of {', '.join(own)} may accept answers other than the reference "
+               "(e.g. in another case or number format); lm-eval compares the final answer verbatim") if own else None
+        return Checker(), gap
 
     def check(self, sample: Sample, completion: str) -> bool:
         generator, config = sample.meta["generator"], sample.meta["config"]
