@@ -61,7 +61,7 @@ def test_export_loads_with_plain_transformers_and_datasets(run, exported):
     assert "round 1 student (full, card README.md)" in output and str(out / "data") in output.replace("\n", "")
 
     assert generate(out / "model", "Question: All cats are animals. Is it true?\nAnswer:").startswith("Yes")
-    assert is_the_round_1_student(run, tmp_path / "out" / "model")
+    assert is_the_round_1_student(run, out / "model")
 
     samples = read_samples(run / "round-001" / "synthetic.jsonl")
     # the hub's layout (a card naming the data files) and save_to_disk's, from the same files
@@ -154,11 +154,11 @@ def assert_lm_eval_matches_loopkit(command: str, run, student) -> float:
 def test_lm_eval_scores_the_export_as_loopkit_did(run, exported):
     from transformers import AutoTokenizer
 
-    from loopkit.student import Student
+    from loopkit.inference import Inference
 
     out, output = exported
     command = next(line.strip() for line in output.splitlines() if line.strip().startswith("lm_eval "))
-    accuracy = assert_lm_eval_matches_loopkit(command, run, Student(None, AutoTokenizer.from_pretrained(out / "model")))
+    accuracy = assert_lm_eval_matches_loopkit(command, run, Inference(None, AutoTokenizer.from_pretrained(out / "model")))
     assert 0 < accuracy < 1  # right and wrong answers: a reading that differs would show
     task = out / "lm-eval" / f"{command.split()[-1]}.yaml"
     assert str(out / "lm-eval" / "test.jsonl") in task.read_text()
@@ -303,7 +303,7 @@ def test_a_chat_student_adapter_names_its_hub_base_and_lm_eval_reproduces_it(hub
     from datasets import load_dataset
     from transformers import AutoTokenizer
 
-    from loopkit.student import Student
+    from loopkit.inference import Inference
 
     run = run_tiny(tmp_path, "student.name=hf", f"student.params={{path: {hub_chat_model}}}",
                    "selector.name=random", "trainer.params.lora={r: 4, alpha: 8}", "trainer.params.learning_rate=0.01")
@@ -329,4 +329,4 @@ def test_a_chat_student_adapter_names_its_hub_base_and_lm_eval_reproduces_it(hub
     # lm-eval loads the base from the hub, the adapter with peft=, and applies the chat template as loopkit did
     command = next(line.strip() for line in result.output.splitlines() if line.strip().startswith("lm_eval "))
     assert f"pretrained={hub_chat_model},peft=" in command and command.endswith("--apply_chat_template")
-    assert_lm_eval_matches_loopkit(command, run, Student(None, AutoTokenizer.from_pretrained(out / "model")))
+    assert_lm_eval_matches_loopkit(command, run, Inference(None, AutoTokenizer.from_pretrained(out / "model")))

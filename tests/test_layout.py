@@ -14,13 +14,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "loopkit"
 # Lowest first. A module may import its own layer and those below it (lazy imports included).
 LAYERS = [
     ("base", {"__init__", "errors", "files", "seeding", "secrets", "progress", "device", "hookspecs", "journal",
-              "checkers", "records", "component", "stopping"}),
+              "checkers", "records", "component", "stopping", "stats"}),
     ("plugin host", {"registry", "plugins", "builtin", "environment"}),
     ("components and the run directory", {"models", "tasks", "teachers", "selectors", "trainers", "inference",
                                           "reward_model", "rundir"}),
     ("what components make together", {"signals", "budget", "recipe"}),
     ("a run", {"prepare", "loop"}),
-    ("commands", {"runner", "compare", "report", "export", "scaffold", "testing", "testing_server"}),
+    ("commands", {"runner", "compare", "report", "export", "lmeval", "scaffold", "testing", "testing_server"}),
     ("the CLI", {"cli"}),
 ]
 

@@ -71,7 +71,7 @@ def test_export_names_the_hub_base_and_lm_eval_reproduces_the_merged_student(tmp
     from transformers import AutoTokenizer
 
     from loopkit.models.smollm2 import cache_dir
-    from loopkit.student import Student
+    from loopkit.inference import Inference
 
     run = run_tiny(tmp_path, "student.name=smollm2-135m-instruct", "student.params={}", "trainer.params.lora={r: 8, alpha: 16}",
                    "task.params.pool_size=8", "task.params.test_size=6", "loop.per_round=4", "loop.max_new_tokens=8",
@@ -88,5 +88,5 @@ def test_export_names_the_hub_base_and_lm_eval_reproduces_the_merged_student(tmp
     assert merged.exit_code == 0, merged.output
     command = next(line.strip() for line in merged.output.splitlines() if line.strip().startswith("lm_eval "))
     assert command.endswith("--apply_chat_template")
-    student = Student(None, AutoTokenizer.from_pretrained(tmp_path / "merged" / "model"))
+    student = Inference(None, AutoTokenizer.from_pretrained(tmp_path / "merged" / "model"))
     assert_lm_eval_matches_loopkit(command, run, student)

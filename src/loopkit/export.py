@@ -56,9 +56,9 @@ class _Student:
     chat: bool
 
     def render(self, prompt: str) -> str:
-        from loopkit.student import Student
+        from loopkit.inference import Inference
 
-        return Student(None, self.tokenizer).render(prompt)
+        return Inference(None, self.tokenizer).render(prompt)
 
 
 def pick_round(run: RunDir, round: int | None) -> int:
@@ -368,7 +368,7 @@ def export_run(run_dir: str | Path, to: str | Path, round: int | None = None, me
     model_dir = run.model_dir(round)  # checked whole: a truncated model is named, not copied
     summary = run.rows()
     samples = [s for t in range(1, round + 1) for s in run.samples(t)]
-    test = _test_split(run, round)
+    test = run.test_split(round)
     task = component(run, "task", "task")
     student = _student(run, model_dir)
     rows = synthetic_rows(samples, task, student.chat)
@@ -405,19 +405,6 @@ def export_run(run_dir: str | Path, to: str | Path, round: int | None = None, me
             raise LoopkitError(f"cannot write the export in {target}: {refused[1]}; {space}choose another --to directory") from None
         raise
     return ExportResult(round, target / "model", kind, target / "data", len(rows), tasks, command, note)
-
-
-def _test_split(run: RunDir, round: int) -> list[dict]:
-    """The test questions round ``round`` was scored on (its eval.jsonl: id, question, reference), checked."""
-    path = run.round_path(round) / "eval.jsonl"
-    rows = run.read_jsonl(path)
-    if not rows:
-        raise run.damaged(path, "holds no test questions")
-    for n, row in enumerate(rows, 1):
-        if not isinstance(row.get("question"), str) or not isinstance(row.get("id"), str) \
-                or not isinstance(row.get("reference"), (str, type(None))):
-            raise run.damaged(path, f"row {n} lacks an id, a question or a reference")
-    return rows
 
 
 def _lm_eval_command(kind: str, student: _Student, tasks: lmeval.LmEvalTask, model: str, tasks_dir: str):

@@ -454,6 +454,18 @@ class RunDir:
         train = self.metrics(round_no).get("train")
         return isinstance(train, dict) and not train.get("skipped") and bool(train.get("examples"))
 
+    def test_split(self, round_no: int) -> list[dict]:
+        """The test questions round ``round_no`` was scored on (its eval.jsonl: id, question, reference), checked."""
+        path = self.round_path(round_no) / "eval.jsonl"
+        rows = self.read_jsonl(path)
+        if not rows:
+            raise self.damaged(path, "holds no test questions")
+        for n, row in enumerate(rows, 1):
+            if not isinstance(row.get("question"), str) or not isinstance(row.get("id"), str) \
+                    or not isinstance(row.get("reference"), (str, type(None))):
+                raise self.damaged(path, f"row {n} lacks an id, a question or a reference")
+        return rows
+
     def check_round(self, round_no: int) -> None:
         """Every JSON file of a complete round parses (what resume does not read itself included, e.g. eval.jsonl)."""
         for path in sorted(self.round_path(round_no).glob("*.json*")):
