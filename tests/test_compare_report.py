@@ -40,21 +40,24 @@ def test_compare_runs_every_arm_then_a_rerun_skips_them_and_report_summarises(wr
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     arms = sorted(p.name.rsplit("-", 2)[0] for p in cmp.iterdir() if p.is_dir())
-    assert arms == ["loss-seed3", "loss-seed4", "random-seed3", "random-seed4", "static-seed3", "static-seed4"]
+    assert arms == ["loss-seed3", "loss-seed4", "random-seed3", "random-seed4", "static-matched-seed3", "static-matched-seed4",
+                    "static-seed3", "static-seed4"]  # --static: both baselines
     report = json.loads((cmp / "report.json").read_text())
-    assert set(report["arms"]) == {"loss", "random", "static"}
+    assert set(report["arms"]) == {"loss", "random", "static", "static-matched"}
+    assert set(report["baselines"]) == {"static", "static-matched"} and "static-matched: static's data" in result.output
     for arm in report["arms"].values():
         assert arm["seeds"] == [3, 4] and arm["final_accuracy"]["n"] == 2 and arm["teacher_calls"]["mean"] == 6
         assert arm["training"]["steps"]["n"] == 2 and arm["training"]["tokens"]["mean"] > 0
     pairs = {(e["arm"], e["baseline"]): e for e in report["paired"]}
-    assert set(pairs) == {("loss", "random"), ("loss", "static"), ("random", "static")}
+    assert set(pairs) == {("loss", "random"), ("loss", "static"), ("random", "static"), ("loss", "static-matched"),
+                          ("random", "static-matched"), ("static-matched", "static")}
     assert pairs[("loss", "random")]["final_accuracy"]["seeds"] == [3, 4]
     assert "paired differences" in result.output and report["budget"] == 6
     assert report["fidelity"]["available"] and report["fidelity"]["pairs"] > 0
     assert (cmp / "accuracy_vs_samples.png").stat().st_size > 1000 and (cmp / "accuracy_vs_teacher_calls.png").exists()
 
     again = invoke(*args)  # resumable: every finished arm is skipped
-    assert again.exit_code == 0 and again.output.count("done (skipped)") == 6, again.output
+    assert again.exit_code == 0 and again.output.count("done (skipped)") == 8, again.output
 
     static_runs = sorted(p for p in cmp.glob("static-seed*") if p.is_dir())
     static_only = invoke("report", *static_runs, "--out", tmp_path / "rep", "--target", "0.0")

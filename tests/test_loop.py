@@ -5,6 +5,8 @@ import json
 import pytest
 import yaml
 
+from loopkit.loop import Loop
+from loopkit.recipe import load_recipe
 from loopkit.records import read_samples
 from loopkit.testing import registered, run_recipe
 from loopkit.trainers.trl_sft import TRLSFTTrainer
@@ -62,11 +64,33 @@ def test_synthetic_questions_never_repeat_test_questions(tmp_path):
     assert synthetic and not {s.question for s in synthetic} & test
 
 
-def test_static_mode_spends_the_same_budget_at_once(tmp_path):
-    result = run_recipe(tmp_path, "loop.mode=static", "selector.name=random")
+def test_static_spends_the_budget_at_once_and_static_matched_trains_its_data_like_an_active_run(tmp_path):
+    result = run_recipe(tmp_path, "loop.mode=static", "selector.name=random", "trainer.params.batch_size=2")
     assert [r["round"] for r in result.rows] == [0, 1]
     assert result.rows[-1]["teacher_calls"] == 12  # rounds x per_round
     assert "predict" not in result.rows[-1]["seconds"]  # static draws seeds uniformly: no scoring
+
+    # static-matched: static's data (same seeds, same samples), trained through the active rounds, so with
+    # an active run's optimizer steps; it spends every teacher call in its first round
+    matched = run_recipe(tmp_path / "matched", "loop.mode=static-matched", "selector.name=random", "trainer.params.batch_size=2")
+    active = run_recipe(tmp_path / "active", "loop.mode=active", "selector.name=random", "trainer.params.batch_size=2")
+    static, run = result.run_dir, matched.run_dir
+    for name in ("selected.jsonl", "synthetic.jsonl"):
+        assert (run.path / "round-001" / name).read_text() == (static.path / "round-001" / name).read_text()
+    kept = len(run.synthetic(2))
+    assert kept == len(static.synthetic(1)) and kept == 12  # nothing dropped here, so the counts below are exact
+    train = [run.metrics(t)["train"] for t in (1, 2)]
+    assert [t["examples"] for t in train] == [6, 12] == [r["samples"] for r in matched.rows[1:]]
+    assert [t["steps"] for t in train] == [active.run_dir.metrics(t)["train"]["steps"] for t in (1, 2)] == [3, 6]
+    assert static.metrics(1)["train"]["steps"] == 6  # static trains once: 6 steps against 9
+    assert [r["teacher_calls"] for r in matched.rows] == [0, 12, 12] and run.selected(2) == [] and run.samples(2) == []
+    assert "generate" not in matched.rows[2]["seconds"] and "train" in matched.rows[2]["seconds"]
+
+    # resumed after its first round, it trains round 2 on the same share and ends where it ended uninterrupted
+    (run.path / "round-002" / "COMPLETE").unlink()
+    resumed = Loop(load_recipe(tmp_path / "matched" / "recipe.yaml", ["loop.mode=static-matched", "selector.name=random",
+                                                                      "trainer.params.batch_size=2"])).run(run, resume=True)
+    assert resumed.accuracies == matched.accuracies and run.metrics(2)["train"]["examples"] == 12
 
 
 def test_same_seed_same_run(tmp_path):

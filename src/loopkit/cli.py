@@ -230,14 +230,14 @@ def build_app() -> typer.Typer:
         recipe: Path = typer.Argument(..., help="The recipe YAML file every arm starts from."),
         selectors: str = typer.Option("loss,random", "--selectors", help="Comma-separated selector names, one arm each."),
         seeds: int = typer.Option(3, "--seeds", min=1, max=1000, help="Seeds per arm (the recipe's seed, +1, +2, ...)."),
-        static: bool = typer.Option(False, "--static", help="Add the static baseline (same sample budget, at once)."),
+        static: bool = typer.Option(False, "--static", help="Add both static baselines (the same budget from random seeds, at once): static trains once, static-matched as often as the active arms."),
         jobs: int = typer.Option(1, "--jobs", min=1, max=1024, help="Arms run at once, each in its own process."),
         directory: Optional[Path] = typer.Option(None, "--dir", "-d", help="The comparison directory (default: <output_dir>/<name>-compare); run again to resume."),
         overrides: Optional[List[str]] = OverridesOption,
         target: float = typer.Option(0.5, "--target", callback=_accuracy, help="Accuracy for N(target) in the final report."),
         grace: Optional[float] = GraceOption,
     ) -> None:
-        """Run every arm (selector x seed, plus --static) under one directory, then report them."""
+        """Run every arm (selector x seed, plus --static: static and static-matched) under one directory, then report them."""
         from loopkit.compare import Arms
 
         processes = Arms()

@@ -1,8 +1,10 @@
-"""``loopkit compare``: every arm (selector x seed, plus the static baseline at the same budget) as
+"""``loopkit compare``: every arm (selector x seed, plus the two static baselines at the same budget) as
 its own run directory under one comparison directory, in parallel processes, resumable.
 
-An arm is ``loopkit run RECIPE --set name=<arm> --set seed=<k> --set selector.name=<s>`` (static:
-``loop.mode=static``, random seeds) run as a subprocess whose output goes to ``<arm>.log``. Run
+An arm is ``loopkit run RECIPE --set name=<arm> --set seed=<k> --set selector.name=<s>`` (the static
+baselines: ``loop.mode=static`` and ``loop.mode=static-matched``, random seeds drawn up front; the
+second trains through the active arms' rounds, so it matches their training steps) run as a
+subprocess whose output goes to ``<arm>.log``. Run
 again on the same directory, a finished arm is skipped and an interrupted one resumed (through
 ``run --resume``, so its paid teacher calls are reused). Each job gets ``cores / jobs`` threads.
 
@@ -30,19 +32,18 @@ from typing import Callable
 
 from loopkit import stopping
 from loopkit.errors import LoopkitError
-from loopkit.prepare import plan_rounds
+from loopkit.prepare import STATIC_MODES, plan_rounds
 from loopkit.recipe import ResolvedRecipe
 from loopkit.rundir import RunDir
-
-STATIC = "static"
 
 
 @dataclass(frozen=True)
 class Arm:
     name: str  # also its run directory's name prefix and its recipe name
-    selector: str  # "static" for the static baseline
+    selector: str  # the static baselines: their mode ("static", "static-matched")
     seed: int
     overrides: list[str] = field(default_factory=list)
+    mode: str = "active"  # loop.mode
 
 
 def plan_arms(resolved: ResolvedRecipe, selectors: list[str], seeds: int, static: bool) -> list[Arm]:
@@ -59,8 +60,9 @@ def plan_arms(resolved: ResolvedRecipe, selectors: list[str], seeds: int, static
         seed = base + k
         for name in selectors:
             arms.append(Arm(f"{name}-seed{seed}", name, seed, [f"selector.name={name}", "loop.mode=active"]))
-        if static:
-            arms.append(Arm(f"{STATIC}-seed{seed}", STATIC, seed, ["selector.name=random", "loop.mode=static"]))
+        if static:  # the arm is named after its mode, as report.arm_name names it
+            arms += [Arm(f"{mode}-seed{seed}", mode, seed, ["selector.name=random", f"loop.mode={mode}"], mode)
+                     for mode in STATIC_MODES]
     return arms
 
 
@@ -125,16 +127,14 @@ def run_arms(recipe_path: Path, resolved: ResolvedRecipe, arms: list[Arm], direc
     """Run every unfinished arm (at most ``jobs`` at once); returns each arm's final state."""
     processes = processes or Arms()
     loop = resolved.recipe.loop
-    static_last = plan_rounds(loop.model_copy(update={"mode": "static"}), frozenset()).last
-    active_last = plan_rounds(loop.model_copy(update={"mode": "active"}), frozenset()).last
+    lasts = {mode: plan_rounds(loop.model_copy(update={"mode": mode}), frozenset()).last for mode in ("active", *STATIC_MODES)}
     directory.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "COLUMNS": "120",
            stopping.ARM_ENV: "1"}
 
     def one(arm: Arm) -> str:
-        last = static_last if arm.selector == STATIC else active_last
-        state, run = arm_state(directory, arm, last)
+        state, run = arm_state(directory, arm, lasts[arm.mode])
         if state == "done":
             on_change(arm, "done (skipped)")
             return "done"

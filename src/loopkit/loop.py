@@ -6,7 +6,9 @@ teacher's verdicts, whose calls are charged like generation calls), the selector
 knowing the picks of earlier rounds (select), the teacher writes one new sample per seed
 (generate), the trainer fine-tunes on all synthetic data so far (train), and the student is
 evaluated on the test split (evaluate).
-``mode: static`` spends the whole sample budget at once on uniformly random seeds.
+``mode: static`` spends the whole sample budget at once on uniformly random seeds and trains once;
+``mode: static-matched`` makes the same first round (the same data) and then trains on it through
+the active rounds' schedule (``prepare.plan_rounds``).
 
 The loop runs a prepared run (``prepare.py``: components, data, round plan) and keeps its files
 through ``RunDir``, which alone knows the run directory's layout.
@@ -15,6 +17,7 @@ through ``RunDir``, which alone knows the run directory's layout.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +66,7 @@ class Loop:
         self.test_questions = {normalize_question(s.question) for s in self.data.test}
         self.known_questions = {normalize_question(s.question) for s in self.data.pool}  # grows with synthetic ones
         self.synthetic: list[Sample] = []
+        self.trained_on = 0  # how many of them the student has been trained on (static-matched: its share so far)
         self.teacher_calls = 0
         self.history: list[int] = []  # pool indices selected in earlier rounds, oldest first
         self.rows: list[RoundRow] = []
@@ -171,6 +175,7 @@ class Loop:
         self.rows, self.history, self.synthetic = rows, history, synthetic
         self.known_questions = {normalize_question(s.question) for s in [*self.data.pool, *synthetic]}
         self.teacher_calls = rows[-1].teacher_calls if rows else 0
+        self.trained_on = rows[-1].samples if rows else 0
         self.done = len(rows) - 1
         return model
 
@@ -194,15 +199,16 @@ class Loop:
         t, times = planned.number, {}
         self._writing = self.run_dir.round_dir(t)
         calls_before = self.teacher_calls
-        selection = self._select(t, planned.samples, times)
+        # A round that generates nothing (static-matched after its first) picks nothing: it only trains and evaluates.
+        selection = self._select(t, planned.samples, times) if planned.samples else Selection(())
         selector_calls = self.teacher_calls - calls_before
         self.history.extend(selection.indices)
         chosen = [with_variant(self.data.pool[i], selection.variants.get(i)) for i in selection.indices]
         self.run_dir.write_selected(t, zip(selection.indices, chosen))
 
         clock = time.monotonic()
-        with self.progress.stage(t, "generate", len(chosen)) as stage:
-            generations = []
+        generations = []
+        with self.progress.stage(t, "generate", len(chosen)) if chosen else nullcontext() as stage:
             for start in range(0, len(chosen), 64):  # in chunks, so the display moves
                 generations += self.teacher.generate(chosen[start : start + 64], t, derive_seed(self.recipe.seed, "generate", start))
                 stage.advance(min(64, len(chosen) - start))
@@ -215,7 +221,8 @@ class Loop:
                 self.known_questions.add(normalize_question(g.sample.question))
             else:
                 dropped.append({"seed_id": g.seed.id, "reason": reason, "question": g.sample.question if g.sample else None})
-        times["generate"] = time.monotonic() - clock
+        if chosen:
+            times["generate"] = time.monotonic() - clock
         self.run_dir.write_synthetic(t, new)
         self.run_dir.write_dropped(t, dropped)
         if self.recipe.loop.score_offspring and new:
@@ -225,20 +232,28 @@ class Loop:
         self.synthetic.extend(new)
 
         clock = time.monotonic()
-        if not self.synthetic:  # every sample so far was dropped: nothing to train on, keep the student
+        train_set = self._train_set(planned)
+        if not train_set:  # every sample so far was dropped: nothing to train on, keep the student
             train_metrics = {"examples": 0, "steps": 0, "skipped": "no synthetic samples yet"}
         else:
             model = self.prepared.fresh_student() if self.recipe.loop.retrain == "base" else self.student.model
             with self.progress.stage(t, "train") as stage:
                 model, train_metrics = self.trainer.train(
                     model, self.tokenizer,
-                    [self.student.render(self.task.prompt(s.question)) for s in self.synthetic],
-                    [s.answer for s in self.synthetic],
+                    [self.student.render(self.task.prompt(s.question)) for s in train_set],
+                    [s.answer for s in train_set],
                     self.run_dir.train_dir(t), derive_seed(self.recipe.seed, "train", t), stage,
                 )
             self.student = self._inference(model)
+        self.trained_on = len(train_set)
         times["train"] = time.monotonic() - clock
         self._finish_round(t, times, {"train": train_metrics, "dropped": len(dropped), "selector_teacher_calls": selector_calls})
+
+    def _train_set(self, planned: PlannedRound) -> list[Sample]:
+        """What the round trains on: every sample kept so far; static-matched: the first ``train_share`` of them
+        (all were made in its first round, in the order their seeds were drawn)."""
+        share = planned.train_share
+        return self.synthetic if share is None else self.synthetic[: len(self.synthetic) * share.numerator // share.denominator]
 
     def _fidelity(self, t: int, offspring: list[Sample]) -> list[dict]:
         """Each kept offspring's own loss beside its seed's, both under the student that picked the seed."""
@@ -322,7 +337,7 @@ class Loop:
                 name: sum(r["readings"][name] for r in rows) / len(rows) for name in rows[0]["readings"]}}
         spent = self.teacher.spent()
         row = RoundRow(
-            round=t, samples=len(self.synthetic), teacher_calls=self.teacher_calls,
+            round=t, samples=self.trained_on, teacher_calls=self.teacher_calls,
             teacher_tokens=spent["teacher_tokens"], usd=round(spent["usd"], 6), accuracy=accuracy,
             seconds={k: round(v, 3) for k, v in times.items()}, elapsed=round(time.monotonic() - self.started, 3),
         )

@@ -9,6 +9,7 @@ share it, so they refuse the same recipes and plan the same rounds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -26,25 +27,28 @@ from loopkit.trainers.base import Trainer
 # A question or answer longer than this is no task for a small language model, and tokenizing it
 # can exhaust memory outright (a 50 MB question made the Rust tokenizer abort the process).
 MAX_TEXT_CHARS = 100_000
+STATIC_MODES = ("static", "static-matched")  # loop.mode values that draw every seed uniformly, up front
 
 
 @dataclass(frozen=True)
 class PlannedRound:
     number: int  # 1, 2, ... (round 0 evaluates the untrained student and is always made)
     samples: int  # m: seeds picked, and samples generated, in this round
+    train_share: Fraction | None = None  # static-matched: trains on this share of its up-front samples; None: on all so far
 
 
 @dataclass(frozen=True)
 class RoundPlan:
     """The rounds a run makes after round 0, and what picking their seeds takes."""
 
-    mode: str  # "active" or "static"
+    mode: str  # "active", "static" or "static-matched"
     rounds: tuple[PlannedRound, ...]
     needs: frozenset[str]  # the signals each round computes for its selector (none when static: random seeds)
 
     @property
     def static(self) -> bool:
-        return self.mode == "static"
+        """Whether the seeds are drawn uniformly, the whole budget at once (``static`` and ``static-matched``)."""
+        return self.mode in STATIC_MODES
 
     @property
     def judged(self) -> bool:
@@ -62,9 +66,15 @@ class RoundPlan:
 
 def plan_rounds(loop: LoopSpec, needs: frozenset[str]) -> RoundPlan:
     """Active: ``rounds`` rounds of ``per_round`` samples, picked by a selector that ``needs`` signals.
-    Static: one round with the same sample budget, on uniformly random seeds."""
+    Static: one round with the same sample budget, on uniformly random seeds, trained once.
+    Static-matched: static's first round (the same draw, so the same data), then the active rounds' training
+    schedule: round t trains (from the base or on, as ``retrain`` says) on the first t/``rounds`` of those
+    samples, so it takes an active run's optimizer steps and differs only in which seeds, and when."""
     if loop.mode == "static":
         return RoundPlan("static", (PlannedRound(1, loop.sample_budget),), frozenset())
+    if loop.mode == "static-matched":
+        return RoundPlan("static-matched", tuple(PlannedRound(t, loop.sample_budget if t == 1 else 0, Fraction(t, loop.rounds))
+                                                 for t in range(1, loop.rounds + 1)), frozenset())
     return RoundPlan("active", tuple(PlannedRound(t, loop.per_round) for t in range(1, loop.rounds + 1)), needs)
 
 

@@ -52,8 +52,10 @@ class ComponentSpec(_Strict):
 
 
 class LoopSpec(_Strict):
-    mode: Literal["active", "static"] = Field(
-        "active", description="active: select, generate and train each round; static: the same budget at once, random seeds")
+    mode: Literal["active", "static", "static-matched"] = Field(
+        "active", description="active: select, generate and train each round; static: the whole budget at once from "
+                              "uniformly random seeds, trained once; static-matched: static's data, trained through the "
+                              "active rounds (round t trains on the first t/rounds of it)")
     rounds: int = Field(3, ge=1, le=1000, description="loop rounds after the round-0 evaluation")
     per_round: int = Field(100, ge=1, description="m: seeds picked (and samples generated) per round")
     retrain: Literal["base", "continue"] = Field(
@@ -69,7 +71,7 @@ class LoopSpec(_Strict):
 
     @property
     def sample_budget(self) -> int:
-        """The samples a run generates in all (static mode: in one round)."""
+        """The samples a run generates in all (static modes: in their first round)."""
         return self.rounds * self.per_round
 
 

@@ -90,7 +90,7 @@ class RoundRow:
     by its end, what the student reached, and how long each stage took."""
 
     round: int
-    samples: int  # synthetic samples so far
+    samples: int  # synthetic samples the student has been trained on so far (static-matched: its share of them)
     teacher_calls: int  # so far, judging included
     teacher_tokens: int = 0
     usd: float = 0.0

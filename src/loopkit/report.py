@@ -4,7 +4,7 @@ high scores beget offspring with high scores?).
 
 A run is a directory with ``recipe.yaml`` and its rounds, of which only the complete ones count
 (a run in progress is read as far as it got); its arm is its selector's name for ``mode: active``,
-else its mode (``static``). Per run: final accuracy; the area under accuracy vs synthetic samples
+else its mode (``static``, ``static-matched``: the two baselines, see ``BASELINE_NOTES``). Per run: final accuracy; the area under accuracy vs synthetic samples
 over the run's own budget (rounds x per_round from its recipe.yaml, so an arm's AUC does not depend
 on the other runs reported beside it: it is the mean accuracy over the budget); the samples needed
 to reach accuracy τ (N(τ), linearly interpolated between evaluated rounds; unreached: missing),
@@ -29,7 +29,14 @@ from loopkit.errors import LoopkitError
 from loopkit.rundir import RECIPE, RunDir
 
 SPEND = ("teacher_calls", "teacher_tokens", "usd")
-STATIC_ARMS = ("static", "static-matched")  # baselines that generate everything up front
+STATIC_ARMS = ("static", "static-matched")  # baselines that generate everything up front (loop.mode, prepare.STATIC_MODES)
+BASELINE_NOTES = {  # what the report says of each baseline present
+    "static": "static: the whole budget generated at once from uniformly random seeds and trained on once (the paper's "
+              "baseline); it trains less than the active arms, so a gap to it mixes data with training compute",
+    "static-matched": "static-matched: static's data (the same seeds, the same samples), trained through the active arms' "
+                      "rounds (round t on the first t/rounds of it), so with about their training steps: a gap to it is "
+                      "which seeds the data came from and when they were chosen",
+}
 BASELINES = ("random", *STATIC_ARMS)  # every other arm is compared with each of these that is present
 TRAINING = {"steps": "steps", "tokens": "tokens", "seconds": "train_seconds"}  # report's name -> the trainer's metric
 STEPS_TOLERANCE = 0.10  # arms whose total training steps differ by more are compared at unequal compute
@@ -72,7 +79,7 @@ def _is_run(path: Path) -> bool:
 
 
 def arm_name(recipe: dict) -> str:
-    """The arm a run belongs to: its selector for ``mode: active``, else its mode (``static``)."""
+    """The arm a run belongs to: its selector for ``mode: active``, else its mode (``static``, ``static-matched``)."""
     mode = recipe["loop"]["mode"]
     return str(recipe["selector"]["name"]) if mode == "active" else str(mode)
 
@@ -205,6 +212,7 @@ def summarize(runs: list[Run], target: float) -> dict[str, Any]:
         "paired": _paired(runs, target),
         "paired_method": stats.METHOD,
         "warnings": _warnings(runs, arms, budgets),
+        "baselines": {arm: note for arm, note in BASELINE_NOTES.items() if arm in arms},
         "fidelity": _fidelity(runs),
     }
 
@@ -380,7 +388,7 @@ def tables(report: dict[str, Any]) -> list[Any]:
         t, c = a["training"], a["cost_to_target"]
         compute.add_row(arm, cell(t["steps"], "{:,.0f}"), cell(t["tokens"], "{:,.0f}"), cell(t["seconds"], "{:,.0f}"),
                         cell(c["teacher_calls"], "{:,.0f}"), cell(c["teacher_tokens"], "{:,.0f}"), cell(c["usd"], "{:.4f}"))
-    out: list[Any] = [main, compute]
+    out: list[Any] = [main, compute, *report.get("baselines", {}).values()]
     if report["paired"]:
         paired = Table("arm − baseline", "pairs", "final accuracy", "AUC", f"N({target:g})",
                        title="paired differences over shared seeds: mean [95% t interval] and sign-flip p")
