@@ -20,7 +20,7 @@ LAYERS = [
                                           "reward_model", "rundir"}),
     ("what components make together", {"signals", "budget", "recipe"}),
     ("a run", {"prepare", "loop"}),
-    ("commands", {"runner", "compare", "report", "export", "lmeval", "scaffold", "testing", "testing_server"}),
+    ("commands", {"runner", "compare", "ray_arms", "report", "export", "lmeval", "scaffold", "testing", "testing_server"}),
     ("the CLI", {"cli"}),
 ]
 

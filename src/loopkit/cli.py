@@ -236,15 +236,29 @@ def build_app() -> typer.Typer:
         overrides: Optional[List[str]] = OverridesOption,
         target: float = typer.Option(0.5, "--target", callback=_accuracy, help="Accuracy for N(target) in the final report."),
         grace: Optional[float] = GraceOption,
+        engine: str = typer.Option("local", "--engine", help="local: arm processes on this machine; ray: arms as Ray tasks (pip install 'loopkit[ray]')."),
+        address: Optional[str] = typer.Option(None, "--address", help="--engine ray: the cluster to join (default: RAY_ADDRESS, else a local instance)."),
+        cpus_per_arm: float = typer.Option(1.0, "--cpus-per-arm", min=0.01, help="--engine ray: CPUs each arm asks Ray for (also its torch threads)."),
+        gpus_per_arm: float = typer.Option(0.0, "--gpus-per-arm", min=0, help="--engine ray: GPUs each arm asks Ray for (Ray sets its CUDA_VISIBLE_DEVICES)."),
     ) -> None:
         """Run every arm (selector x seed, plus --static: static and static-matched) under one directory, then report them."""
         from loopkit.compare import Arms
 
-        processes = Arms()
+        if engine not in ("local", "ray"):
+            raise LoopkitError(f"--engine {engine}: choose local (processes on this machine) or ray")
+        if engine == "ray":
+            from loopkit.ray_arms import RayArms
+
+            processes: Arms = RayArms(address, cpus_per_arm, gpus_per_arm)
+        else:
+            processes = Arms()
         # A signal is forwarded to every arm, each stops within the grace period; a second one kills them.
-        with stopping.handling(grace, on_stop=processes.forward, watchdog=2 * stopping.SLACK):
-            stopping.on_exit_now(processes.kill)
-            _compare(recipe, selectors, seeds, static, jobs, directory, overrides, target, processes, grace)
+        try:
+            with stopping.handling(grace, on_stop=processes.forward, watchdog=2 * stopping.SLACK):
+                stopping.on_exit_now(processes.kill)
+                _compare(recipe, selectors, seeds, static, jobs, directory, overrides, target, processes, grace)
+        finally:
+            processes.close()
 
     def _compare(recipe, selectors, seeds, static, jobs, directory, overrides, target, processes, grace) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -262,7 +276,8 @@ def build_app() -> typer.Typer:
         arms = plan_arms(resolved, names, seeds, static)
         target_dir = directory or Path(resolved.recipe.output_dir) / f"{resolved.recipe.name}-compare"
         check_dir_target(target_dir, "--dir")
-        console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {jobs} at a time)", highlight=False)
+        jobs, how = processes.schedule(jobs, len(arms))
+        console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {how})", highlight=False)
         with Progress(TextColumn("[bold]arms"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("{task.description}"), console=console) as bars:
             overall = bars.add_task("", total=len(arms))
