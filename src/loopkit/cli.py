@@ -240,6 +240,7 @@ def build_app() -> typer.Typer:
         from rich.table import Table
 
         from loopkit.evaluator import evaluate_model
+        from loopkit.runner import quiet_libraries
 
         if out is not None:  # a bad --out fails before any model loads
             if out.is_dir():
@@ -251,6 +252,7 @@ def build_app() -> typer.Typer:
                 bar = bars.add_task("", total=total)
                 return lambda n: bars.advance(bar, n)
 
+            quiet_libraries()
             result = evaluate_model(model, task, overrides or [], round, limit, chat, progress)
         e = result.evaluation
         table = Table("test items", "n", "accuracy ± SE (binomial, over test items)",
