@@ -4,6 +4,7 @@
 import io
 import json
 import math
+import shutil
 from collections import defaultdict
 
 import pytest
@@ -137,3 +138,8 @@ def test_eval_mistakes_are_one_line(run, tmp_path):
     assert_one_line_error(invoke("eval", str(tmp_path / "empty")), "--task", "give the recipe")
     assert_one_line_error(invoke("eval", str(path), "--chat-template"), "has no chat template")
     assert_one_line_error(invoke("eval", str(path), "--out", str(tmp_path)), "--out", "is a directory")
+    assert_one_line_error(invoke("eval", str(tmp_path / "nowhere"), "--task", str(recipe)), "is not a directory")
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    (copy / "round-002").mkdir()  # a round in progress
+    assert_one_line_error(invoke("eval", str(copy), "--round", "2"), "round 2 of", "is incomplete", "complete rounds: 0-1")

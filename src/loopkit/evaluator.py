@@ -103,6 +103,7 @@ def _run_student(run: RunDir, round: int) -> tuple[Any, Any]:
     from loopkit.loop import saved_student
     from loopkit.recipe import load_recipe
 
+    run.recipe()  # damaged, or changed since the run started: refused, even where --task names another recipe
     resolved = load_recipe(run.path / RECIPE)
     source, trainer = resolved.build("student"), resolved.build("trainer")
     seed = resolved.recipe.seed

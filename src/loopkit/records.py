@@ -122,6 +122,7 @@ class RoundRow:
     elapsed: float = 0.0  # since the run started, resumes included
 
     _REQUIRED = {"round": int, "samples": int, "teacher_calls": int, "accuracy": (int, float)}
+    _OPTIONAL = {"accuracy_se": (int, float), "test_items": int}  # absent in older runs
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -134,6 +135,9 @@ class RoundRow:
         for key, kind in cls._REQUIRED.items():
             if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
                 raise ValueError(f"has no valid '{key}'" if key not in data else f"'{key}' is not a number")
+        for key, kind in cls._OPTIONAL.items():
+            if data.get(key) is not None and (not isinstance(data[key], kind) or isinstance(data[key], bool)):
+                raise ValueError(f"'{key}' is not a number")
         subtasks = data.get("subtasks", {})
         if not isinstance(subtasks, dict) or not all(
                 isinstance(v, dict) and isinstance(v.get("accuracy"), (int, float)) for v in subtasks.values()):
