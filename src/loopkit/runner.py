@@ -138,13 +138,12 @@ def subtask_accuracies(row: RoundRow) -> str:
 
 
 def results_table(result: RunResult) -> Table:
-    """Per round: samples, calls, accuracy ± its binomial standard error over the test items, per sub-task, time."""
-    subtasks = list(result.rows[-1].subtasks) if result.rows else []
-    table = Table("round", "synthetic samples", "teacher calls", "test accuracy", *subtasks, "round time",
+    """Per round: samples, calls, accuracy ± its binomial standard error over the test items, time (the round lines
+    and ``report`` give the accuracy per sub-task)."""
+    table = Table("round", "synthetic samples", "teacher calls", "test accuracy", "round time",
                   title=str(result.run_dir.path), caption="± the binomial standard error over the test items")
     for row in result.rows:
         table.add_row(str(row.round), str(row.samples), str(row.teacher_calls), accuracy_text(row),
-                      *(f"{row.subtasks[n]['accuracy']:.1%}" if n in row.subtasks else "-" for n in subtasks),
                       f"{sum(row.seconds.values()):.1f}s")
     return table
 
