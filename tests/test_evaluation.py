@@ -143,3 +143,19 @@ def test_eval_mistakes_are_one_line(run, tmp_path):
     shutil.copytree(path, copy)
     (copy / "round-002").mkdir()  # a round in progress
     assert_one_line_error(invoke("eval", str(copy), "--round", "2"), "round 2 of", "is incomplete", "complete rounds: 0-1")
+
+
+def test_the_round_line_names_the_subtasks_only_where_there_are_several():
+    from dataclasses import replace
+
+    from loopkit.records import RoundRow, Score
+    from loopkit.runner import RichProgress
+
+    console = Console(width=300, record=True, file=io.StringIO())
+    row = RoundRow(round=1, samples=6, teacher_calls=6, accuracy=0.5, accuracy_se=0.144338, test_items=12,
+                   subtasks={"aiw": Score(0.25, 0.176777, 6).to_json(), "syllogism": Score(0.75, 0.176777, 6).to_json()})
+    for shown in (row, replace(row, subtasks={"aiw": Score(0.5, 0.144338, 12).to_json()})):
+        RichProgress(console).round_done(shown)
+    lines = console.export_text().splitlines()
+    assert lines[0].startswith("round 1: accuracy 50.0% ± 14.4% (aiw 25.0%, syllogism 75.0%) with 6 synthetic samples")
+    assert lines[1].startswith("round 1: accuracy 50.0% ± 14.4% with 6 synthetic samples")

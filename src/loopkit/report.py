@@ -428,11 +428,11 @@ def _spread(arms: dict[str, Any]) -> str:
 
 
 def _subtask_table(arms: dict[str, Any], spread: str) -> list[Any]:
-    """Final accuracy per arm and sub-task (none for a task without sub-tasks)."""
+    """Final accuracy per arm and sub-task (none for a task without several)."""
     from rich.table import Table
 
     names = sorted({name for a in arms.values() for name in a.get("final_accuracy_by_subtask", {})})
-    if not names:
+    if len(names) < 2:  # one sub-task is the whole test split: the main table has it
         return []
     table = Table("arm", *names, title=f"final accuracy per sub-task ({spread})")
     for arm, a in arms.items():

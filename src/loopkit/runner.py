@@ -47,7 +47,7 @@ class RichProgress:
         spend = f"{row.teacher_calls} teacher calls"
         if row.teacher_tokens:
             spend += f", {row.teacher_tokens:,} tokens, ${row.usd:.4f}"
-        subtasks = f" ({subtask_accuracies(row)})" if row.subtasks else ""
+        subtasks = f" ({subtask_accuracies(row)})" if len(row.subtasks) > 1 else ""  # one is the accuracy itself
         self.console.print(
             f"round {row.round}: accuracy [bold]{accuracy_text(row)}[/]{subtasks} with {row.samples} synthetic samples; "
             f"spent {spend} ({times})",
