@@ -225,6 +225,51 @@ def build_app() -> typer.Typer:
         if result.lm_eval_note:
             console.print(f"  note: {result.lm_eval_note}", highlight=False)
 
+    @app.command("eval")
+    def eval_(
+        model: Path = typer.Argument(..., help="An HF model directory, a `loopkit export` output, or a run directory."),
+        task: Optional[Path] = typer.Option(None, "--task", help="The recipe whose task and test split to evaluate on (default for a run: its own)."),
+        overrides: Optional[List[str]] = OverridesOption,
+        round: Optional[int] = typer.Option(None, "--round", min=0, help="A run's round to evaluate (default: its last complete round)."),
+        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate on the first N test items only."),
+        chat: Optional[bool] = typer.Option(None, "--chat-template/--no-chat-template", help="Prompt through the tokenizer's chat template (default: if it has one, as the loop does)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Also write the results to this JSON file."),
+    ) -> None:
+        """Evaluate a model (or a run's round) on a recipe's test split: accuracy ± binomial SE, per sub-task."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.table import Table
+
+        from loopkit.evaluator import evaluate_model
+        from loopkit.runner import quiet_libraries
+
+        if out is not None:  # a bad --out fails before any model loads
+            if out.is_dir():
+                raise LoopkitError(f"--out {shown(out)} is a directory; give a file name, e.g. {shown(out / 'eval.json')}")
+            check_dir_target(out.parent, "--out")
+        with Progress(TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bars:
+            def progress(total: int):
+                bar = bars.add_task("", total=total)
+                return lambda n: bars.advance(bar, n)
+
+            quiet_libraries()
+            result = evaluate_model(model, task, overrides or [], round, limit, chat, progress)
+        e = result.evaluation
+        table = Table("test items", "n", "accuracy ± SE (binomial, over test items)",
+                      title=f"{result.model} on {result.task}'s test split"
+                            + (f" (first {result.limit})" if result.limit else "")
+                            + ("; chat template" if result.chat_template else ""))
+        for name, score in [("all", e.score), *e.subtasks.items()]:
+            table.add_row(name, str(score.n), f"{score.accuracy:.1%} ± {score.se:.1%}")
+        console.print(table)
+        if out is not None:
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise LoopkitError(f"--out {shown(out)}: cannot write it ({exc.strerror}); choose another file") from None
+            console.print(f"wrote {out}", highlight=False)
+
     @app.command()
     def compare(
         recipe: Path = typer.Argument(..., help="The recipe YAML file every arm starts from."),
