@@ -249,7 +249,7 @@ def build_app() -> typer.Typer:
     def _compare(recipe, selectors, seeds, static, jobs, directory, overrides, target, processes, grace) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from loopkit.compare import plan_arms, run_arms
+        from loopkit.compare import plan_arms, run_arms, visible_gpus
         from loopkit.recipe import load_recipe
 
         resolved = load_recipe(recipe, overrides or [])
@@ -262,7 +262,9 @@ def build_app() -> typer.Typer:
         arms = plan_arms(resolved, names, seeds, static)
         target_dir = directory or Path(resolved.recipe.output_dir) / f"{resolved.recipe.name}-compare"
         check_dir_target(target_dir, "--dir")
-        console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {jobs} at a time)", highlight=False)
+        gpus = visible_gpus()
+        on = f", one GPU each, round robin over {','.join(gpus)} (CUDA_VISIBLE_DEVICES)" if gpus else ""
+        console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {jobs} at a time{on})", highlight=False)
         with Progress(TextColumn("[bold]arms"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("{task.description}"), console=console) as bars:
             overall = bars.add_task("", total=len(arms))
@@ -274,7 +276,7 @@ def build_app() -> typer.Typer:
                 else:
                     bars.update(overall, description=f"{arm.name} {state}")
 
-            states = run_arms(recipe, resolved, arms, target_dir, jobs, overrides or [], on_change, processes, grace)
+            states = run_arms(recipe, resolved, arms, target_dir, jobs, overrides or [], on_change, processes, grace, gpus)
         stop = stopping.requested()
         if stop is not None:
             unfinished = [name for name, state in states.items() if state != "done"]
