@@ -2,6 +2,7 @@
 
     python benchmarks/own_answer.py                          # recipes/logic.yaml's student and seed pool
     python benchmarks/own_answer.py --threads 1 --repeat 5   # steadier on a shared CPU
+    python benchmarks/own_answer.py --set task.params.pool_size=200 --set loop.per_round=50   # overrides, as for `run`
 
 Side by side, interleaved, best of ``--repeat``, on the recipe's (untrained) student and pool:
   * predict alone: the student's greedy answers (``Inference.generate``);
@@ -24,13 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scoring import ROOT, best_times  # noqa: E402
 
 
-def figures(recipe_path: Path, repeat: int) -> tuple[int, dict[str, float], float]:
+def figures(recipe_path: Path, repeat: int, overrides: list[str]) -> tuple[int, dict[str, float], float]:
     from loopkit.inference import Inference
     from loopkit.prepare import load_task_data
     from loopkit.recipe import load_recipe
     from loopkit.signals import predict, student_signals
 
-    resolved = load_recipe(recipe_path)
+    resolved = load_recipe(recipe_path, overrides)
     recipe = resolved.recipe
     task = resolved.build("task")
     pool = load_task_data(task, resolved).pool
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recipe", type=Path, default=ROOT / "recipes" / "logic.yaml")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", help="a recipe override, a.b=c")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    n, times, cut = figures(args.recipe, args.repeat)
+    n, times, cut = figures(args.recipe, args.repeat, args.overrides)
     print(f"recipe {args.recipe.name}, {n} seeds, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"{cut:.0%} of the answers run to max_new_tokens (the generation pass then takes one extra step)")
     base = next(iter(times.values()))
