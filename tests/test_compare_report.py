@@ -81,3 +81,48 @@ def test_report_without_runs_or_across_tasks_is_one_line(write_recipe, tmp_path)
             f"seed: 0\ntask: {{name: reasoning-gym, params: {{pool_size: {pool}}}}}\nloop: {{mode: active}}\nselector: {{name: loss}}\n")
         (run / "summary.json").write_text(json.dumps({"rounds": [{"round": 0, "samples": 0, "accuracy": 0.0, "teacher_calls": 0}]}))
     one_line_error(invoke("report", tmp_path / "runs"), "these runs are of different tasks")
+
+
+def test_each_job_slot_gets_one_gpu_round_robin():
+    from loopkit.compare import device_slots, visible_gpus
+
+    assert device_slots(["0", "1", "2", "3"], 2) == ["0", "1"]
+    assert device_slots(["0", "1"], 5) == ["0", "1", "0", "1", "0"]  # more jobs than GPUs: shared evenly
+    assert device_slots([], 3) == [None, None, None]  # no GPU: nothing is assigned
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2, 5,GPU-7f3a"}) == ["2", "5", "GPU-7f3a"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == [] and visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+
+
+def test_running_arms_never_share_a_gpu_slot(tmp_path):
+    """Four arms, two jobs, GPUs 3 and 5: each arm process sees one CUDA_VISIBLE_DEVICES, no two at once the same."""
+    import sys
+    import threading
+    import time
+
+    from loopkit.compare import Arm, Arms, run_arms
+    from loopkit.recipe import load_recipe
+    from loopkit.testing import TINY_RECIPE
+
+    class Probes(Arms):
+        """Arm processes that only report their device and how long they held it (not a loopkit run)."""
+
+        def start(self, name, command, log, env):
+            probe = "import os, sys, time; t = time.time(); time.sleep(0.5); print(os.environ['CUDA_VISIBLE_DEVICES'], t, time.time())"
+            return super().start(name, [sys.executable, "-c", probe], log, env)
+
+    (tmp_path / "recipe.yaml").write_text(TINY_RECIPE, encoding="utf-8")
+    resolved = load_recipe(tmp_path / "recipe.yaml")
+    arms = [Arm(f"arm{i}", "random", i) for i in range(4)]
+    said, lock = [], threading.Lock()
+
+    def on_change(arm, state):
+        with lock:
+            said.append(state)
+
+    states = run_arms(tmp_path / "recipe.yaml", resolved, arms, tmp_path / "cmp", 2, [], on_change, Probes(), gpus=["3", "5"])
+    assert set(states.values()) == {"done"}
+    spans = [(d, float(a), float(b)) for d, a, b in ((tmp_path / "cmp" / f"{arm.name}.log").read_text().split() for arm in arms)]
+    assert {d for d, _, _ in spans} == {"3", "5"}
+    for i, (d, a, b) in enumerate(spans):
+        assert not any(d == e and a < y and x < b for e, x, y in spans[i + 1 :])  # never two arms on one GPU at once
+    assert sorted(s for s in said if s.startswith("running")) == sorted(f"running on GPU {d}" for d, _, _ in spans)

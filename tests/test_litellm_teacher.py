@@ -376,3 +376,32 @@ def test_a_short_common_key_masks_nothing_and_the_run_resumes_and_reports(server
     resumed = resume_last_round(run)
     assert resumed.exit_code == 0, resumed.output
     assert server.requests == before and round_files(run) == files
+
+
+@pytest.mark.parametrize("fault", ["500", "closed"])
+def test_several_endpoints_share_the_calls_fail_over_and_resume_from_the_journal(api_key, tmp_path, fault):
+    """api_base as a list: litellm's Router spreads the calls, a failing endpoint is failed over, and a resume
+    answers every call from the journal, whichever endpoint answered it."""
+    seeds = [Sample.create(f"What is {a} + 1?", f"#### {a + 1}", final=str(a + 1)) for a in range(8)]
+    with ChatServer() as good, ChatServer() as bad:
+        if fault == "closed":
+            bad.stop()  # nothing listens on its port any more: connection refused
+        else:
+            bad.faults = ["500"] * 1000
+        generations = make_teacher(good, tmp_path, api_base=[bad.url, good.url]).generate(seeds, round_no=1, random_seed=7)
+        assert [g.calls for g in generations] == [2] * 8 and not any(g.dropped for g in generations)
+        assert len(good.answered) == 16 and good.duplicates == 0  # every call answered once, by the good endpoint
+        if fault == "500":
+            assert bad.requests > 0  # the failing endpoint was tried
+        sent = good.requests
+        again = make_teacher(good, tmp_path, api_base=[good.url, bad.url]).generate(seeds, round_no=1, random_seed=7)
+        assert [g.sample for g in again] == [g.sample for g in generations]
+        assert good.requests == sent and good.duplicates == 0  # the resume sent nothing
+
+
+def test_a_list_of_endpoints_is_checked():
+    with pytest.raises(ValueError, match="lists an endpoint twice"):
+        LiteLLMTeacher.Params(model="openai/m", api_base=["http://a/v1", "http://a/v1"])
+    with pytest.raises(ValueError, match="lists no endpoint"):
+        LiteLLMTeacher.Params(model="openai/m", api_base=[])
+    assert LiteLLMTeacher.Params(model="openai/m", api_base=["http://a/v1"]).api_base == "http://a/v1"

@@ -1,6 +1,8 @@
 """The closed loop end to end on a tiny model: real generation, real TRL training, real verifiers."""
 
 import json
+from collections import Counter
+from contextlib import contextmanager
 
 import pytest
 import yaml
@@ -8,7 +10,7 @@ import yaml
 from loopkit.loop import Loop
 from loopkit.recipe import load_recipe
 from loopkit.records import read_samples
-from loopkit.testing import registered, run_recipe
+from loopkit.testing import TINY_RECIPE, registered, run_recipe
 from loopkit.trainers.trl_sft import TRLSFTTrainer
 
 
@@ -181,3 +183,55 @@ def test_new_questions_that_repeat_a_pool_seed_or_each_other_are_dropped(tmp_pat
         assert not set(new) & {normalize_question(q) for q in selected}
     else:
         assert not repeats and len(new) > len(set(new))  # the same draws, kept
+
+
+class StageLog:
+    """A progress display that only remembers which stage is running (for counting model calls by stage)."""
+
+    def __init__(self):
+        self.current = None
+
+    @contextmanager
+    def stage(self, round_no, name, total=None):
+        self.current = (round_no, name)
+        try:
+            yield self
+        finally:
+            self.current = None
+
+    def advance(self, n=1):
+        pass
+
+    def set_total(self, total):
+        pass
+
+    def round_done(self, row):
+        pass
+
+    def note(self, message):
+        pass
+
+
+@pytest.mark.parametrize("selector,second_pass", [("loss", False), ("kcenter", True)])
+def test_own_loss_selection_runs_the_student_once_per_seed(tmp_path, selector, second_pass):
+    """loss takes own_loss from the generation pass (no forward pass in 'score'); an embedding selector still needs one."""
+    import torch
+    from transformers import GenerationMixin
+
+    from loopkit.rundir import RunDir
+
+    (tmp_path / "recipe.yaml").write_text(TINY_RECIPE, encoding="utf-8")
+    resolved = load_recipe(tmp_path / "recipe.yaml", ["loop.rounds=1", f"selector.name={selector}"])
+    log, calls = StageLog(), Counter()
+
+    def count(module, args):
+        if isinstance(module, GenerationMixin):  # the causal LM itself, not its layers
+            calls[log.current] += 1
+
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(count)
+    try:
+        Loop(resolved, progress=log).run(RunDir.create(tmp_path / "runs", resolved.recipe.name))
+    finally:
+        hook.remove()
+    assert calls[(1, "predict")] > 0 and calls[(1, "evaluate")] > 0  # the hook sees the student's calls
+    assert (calls[(1, "score")] > 0) == second_pass

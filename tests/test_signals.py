@@ -1,11 +1,13 @@
 """Student signals: batch-independent, and equal to a direct (and autograd) computation on the tiny model."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from loopkit.models.tiny import TinyModel
-from loopkit.signals import student_signals, teacher_signals
+from loopkit.signals import predict, student_signals, teacher_signals
 from loopkit.inference import STATS, Inference
 from loopkit.tasks.reasoning_gym import ReasoningGymTask
 from loopkit.teachers.reasoning_gym import ReasoningGymTeacher
@@ -78,6 +80,73 @@ def test_large_grad_embeddings_are_a_seeded_random_projection_of_the_exact_one(m
         expected = projection.T @ e.grad_embedding.reshape(vocab, hidden)
         np.testing.assert_allclose(r.grad_embedding, expected.flatten(), rtol=1e-4, atol=1e-6)
         np.testing.assert_array_equal(r.grad_embedding, a.grad_embedding)  # the same projection every time
+
+
+@pytest.fixture(scope="module")
+def stopping(model_and_tokenizer):
+    """A copy of the model that answers each prompt differently and stops (EOS) after some answers but not others;
+    it never emits the other special tokens, which decoding drops (their text could not be scored again)."""
+    model, tokenizer = copy.deepcopy(model_and_tokenizer[0]), model_and_tokenizer[1]
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
+        head = model.get_output_embeddings().weight
+        head[tokenizer.eos_token_id] *= 1.5
+        head[[tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id]] = 0
+    return model, tokenizer
+
+
+CHAT = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+
+
+@pytest.mark.parametrize("batch_size,chat,penalty", [(1, False, None), (8, False, None), (8, True, None), (8, False, 3.0)])
+def test_the_generation_pass_gives_the_forward_pass_losses_and_entropy(stopping, batch_size, chat, penalty):
+    """own_loss / entropy from generate's raw logits equal a forward pass over prompt + answer + EOS: with padding,
+    a chat template, answers that stop and answers cut at max_new_tokens, and a logits processor (a repetition
+    penalty in the model's generation config) that picks the tokens but must not touch the log-probabilities."""
+    model, tokenizer = stopping
+    if chat:
+        tokenizer = copy.deepcopy(tokenizer)
+        tokenizer.chat_template = CHAT
+    if penalty:
+        model = copy.deepcopy(model)
+        model.generation_config.repetition_penalty = penalty
+    prompts = PROMPTS if batch_size > 1 else PROMPTS[:10]
+    student = Inference(model, tokenizer, batch_size=batch_size, max_new_tokens=8)
+    answers, own = student.generate_scored(prompts, entropy=True)
+    assert answers == student.generate(prompts)
+    assert [len(s.nll) for s in own] == [len(a) + 1 for a in answers]  # one per character, plus EOS
+    lengths = [len(a) for a in answers]
+    assert min(lengths) < 7 and lengths.count(8) >= 3  # answers that stopped, and answers cut at max_new_tokens
+    if penalty:
+        assert answers != Inference(*stopping, batch_size=batch_size, max_new_tokens=8).generate(prompts)  # it acted
+    forward = student.answer_stats(prompts, answers, frozenset({"entropy"}))
+    for got, expected in zip(own, forward):
+        np.testing.assert_allclose(got.nll, expected.nll, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got.entropy, expected.entropy, rtol=1e-4, atol=1e-5)
+
+
+def test_own_loss_signals_come_from_predict_without_a_forward_pass(stopping):
+    model, tokenizer = stopping
+    task = ReasoningGymTask(ReasoningGymTask.Params(generators=["syllogism"], pool_size=12, test_size=2))
+    pool = task.load(seed=0).pool
+    student = Inference(model, tokenizer, batch_size=4, max_new_tokens=8)
+    calls = []
+    hook = model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        needs = frozenset({"own_loss", "entropy"})
+        answers, own = predict(student, task, pool, needs)
+        generating = len(calls)
+        signals = student_signals(student, task, pool, answers, needs, own=own)
+        assert generating > 0 and len(calls) == generating  # scoring ran the model no more
+        reference = student_signals(student, task, pool, answers, needs)  # answers alone: a forward pass
+        assert len(calls) > generating
+    finally:
+        hook.remove()
+    assert set(signals) == {"answer", "own_loss", "own_loss_sum", "entropy"}
+    for name in ("own_loss", "own_loss_sum", "entropy"):
+        np.testing.assert_allclose(signals[name], reference[name], rtol=1e-4, atol=1e-5)
 
 
 @pytest.fixture(scope="module")

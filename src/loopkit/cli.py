@@ -322,7 +322,9 @@ def build_app() -> typer.Typer:
         target_dir = directory or Path(resolved.recipe.output_dir) / f"{resolved.recipe.name}-compare"
         check_dir_target(target_dir, "--dir")
         jobs, how = processes.schedule(jobs, len(arms))
-        console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {how})", highlight=False)
+        gpus = processes.gpus()
+        on = f", one GPU each, round robin over {','.join(gpus)} (CUDA_VISIBLE_DEVICES)" if gpus else ""
+        console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {how}{on})", highlight=False)
         with Progress(TextColumn("[bold]arms"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("{task.description}"), console=console) as bars:
             overall = bars.add_task("", total=len(arms))
@@ -334,7 +336,7 @@ def build_app() -> typer.Typer:
                 else:
                     bars.update(overall, description=f"{arm.name} {state}")
 
-            states = run_arms(recipe, resolved, arms, target_dir, jobs, overrides or [], on_change, processes, grace)
+            states = run_arms(recipe, resolved, arms, target_dir, jobs, overrides or [], on_change, processes, grace, gpus)
         stop = stopping.requested()
         if stop is not None:
             unfinished = [name for name, state in states.items() if state != "done"]

@@ -6,7 +6,9 @@ baselines: ``loop.mode=static`` and ``loop.mode=static-matched``, random seeds d
 second trains through the active arms' rounds, so it matches their training steps) run as a
 subprocess whose output goes to ``<arm>.log``. Run
 again on the same directory, a finished arm is skipped and an interrupted one resumed (through
-``run --resume``, so its paid teacher calls are reused). Each job gets ``cores / jobs`` threads.
+``run --resume``, so its paid teacher calls are reused). Each job gets ``cores / jobs`` threads and,
+where GPUs are visible, one of them (``CUDA_VISIBLE_DEVICES``, round robin over the job slots: with
+more jobs than GPUs, jobs share them evenly).
 
 Signals: ``Arms.forward`` sends a SIGINT/SIGTERM/SIGHUP compare receives to every running arm
 (each in its own session, so a terminal's Ctrl-C reaches it once, through compare) and no new
@@ -21,6 +23,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,14 +128,43 @@ class Arms:
         """How many arms to have started at once, and how the engine runs them, in words."""
         return jobs, f"{jobs} at a time"
 
+    def gpus(self) -> list[str]:
+        """The GPUs to give the job slots one each (``run_arms``): every visible one."""
+        return visible_gpus()
+
     def close(self) -> None:
         """Release what the engine holds once every arm has ended (the local engine holds nothing)."""
 
 
+def visible_gpus(environ: dict[str, str] | None = None) -> list[str]:
+    """The GPUs arms may use: ``CUDA_VISIBLE_DEVICES``'s list where it is set, else every GPU ``nvidia-smi`` lists
+    (none where it is missing or fails). Never imports torch: compare itself stays light."""
+    environ = os.environ if environ is None else environ
+    listed = environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        devices = [d.strip() for d in listed.split(",") if d.strip()]
+        return [] if devices[:1] == ["-1"] else devices  # "-1" (or empty): CUDA hides every GPU
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def device_slots(gpus: list[str], jobs: int) -> list[str | None]:
+    """The device of each of the ``jobs`` slots: the GPUs round robin (None for every slot without GPUs)."""
+    return [gpus[k % len(gpus)] if gpus else None for k in range(jobs)]
+
+
 def run_arms(recipe_path: Path, resolved: ResolvedRecipe, arms: list[Arm], directory: Path, jobs: int,
              extra_overrides: list[str], on_change: Callable[[Arm, str], None], processes: Arms | None = None,
-             grace: float = stopping.GRACE_SECONDS) -> dict[str, str]:
-    """Run every unfinished arm (at most ``jobs`` at once); returns each arm's final state."""
+             grace: float = stopping.GRACE_SECONDS, gpus: list[str] | None = None) -> dict[str, str]:
+    """Run every unfinished arm (at most ``jobs`` at once, each on its slot's GPU); returns each arm's final state.
+
+    ``gpus``: the devices to spread the arms over (default: ``visible_gpus()``)."""
     processes = processes or Arms()
     loop = resolved.recipe.loop
     lasts = {mode: plan_rounds(loop.model_copy(update={"mode": mode}), frozenset()).last for mode in ("active", *STATIC_MODES)}
@@ -139,8 +172,18 @@ def run_arms(recipe_path: Path, resolved: ResolvedRecipe, arms: list[Arm], direc
     threads = max(1, (os.cpu_count() or 1) // jobs)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "COLUMNS": "120",
            stopping.ARM_ENV: "1"}
+    slots: queue.SimpleQueue[str | None] = queue.SimpleQueue()  # a running arm holds its slot's device
+    for device in device_slots(visible_gpus() if gpus is None else gpus, jobs):
+        slots.put(device)
 
     def one(arm: Arm) -> str:
+        device = slots.get()
+        try:
+            return start(arm, device)
+        finally:
+            slots.put(device)
+
+    def start(arm: Arm, device: str | None) -> str:
         state, run = arm_state(directory, arm, lasts[arm.mode])
         if state == "done":
             on_change(arm, "done (skipped)")
@@ -156,10 +199,11 @@ def run_arms(recipe_path: Path, resolved: ResolvedRecipe, arms: list[Arm], direc
         command += ["--grace", str(grace)]
         for s in sets:
             command += ["--set", s]
-        if processes.start(arm.name, command, directory / f"{arm.name}.log", env) is None:
+        arm_env = env if device is None else {**env, "CUDA_VISIBLE_DEVICES": device}
+        if processes.start(arm.name, command, directory / f"{arm.name}.log", arm_env) is None:
             on_change(arm, "not started")
             return "not started"
-        on_change(arm, "resuming" if state == "partial" else "running")
+        on_change(arm, ("resuming" if state == "partial" else "running") + ("" if device is None else f" on GPU {device}"))
         code = processes.wait(arm.name)
         if code == 0:
             result = "done"

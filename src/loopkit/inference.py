@@ -90,7 +90,7 @@ class Inference:
 
     def generate(self, prompts: Sequence[str], advance: Advance = _noop) -> list[str]:
         """Greedy answers to rendered prompts, in input order."""
-        return [text for text, _, _ in self.generate_counted(prompts, advance=advance)]
+        return [g[0] for g in self._generate(prompts, {"do_sample": False}, None, advance)]
 
     def generate_counted(self, prompts: Sequence[str], sampling: dict[str, float] | None = None,
                          advance: Advance = _noop) -> list[tuple[str, int, int]]:
@@ -99,26 +99,54 @@ class Inference:
         Greedy unless ``sampling`` gives a ``temperature`` > 0 (and optionally ``top_p``); the
         caller seeds torch for reproducible sampling.
         """
-        import torch
-
         options = {"do_sample": False}
         if sampling and sampling.get("temperature", 0) > 0:
             options = {"do_sample": True, "temperature": sampling["temperature"], "top_p": sampling.get("top_p", 1.0)}
+        return [g[:3] for g in self._generate(prompts, options, None, advance)]
+
+    def generate_scored(self, prompts: Sequence[str], entropy: bool = False,
+                        advance: Advance = _noop) -> tuple[list[str], list[AnswerStats]]:
+        """Greedy answers and, from the same pass, each answer's ``AnswerStats``: per-token NLL (then EOS) and,
+        with ``entropy``, per-token entropy -- the values ``answer_stats`` gives for these answers, with no
+        second forward pass.
+
+        They come from the raw logits ``generate`` returns (``output_logits``: before any logits
+        processor or temperature), at the tokens the model generated. The generation runs one step
+        past ``max_new_tokens`` so a truncated answer still has its EOS term; that step's token is
+        not part of the answer.
+        """
+        done = self._generate(prompts, {"do_sample": False}, frozenset({"entropy"} if entropy else ()), advance)
+        return [g[0] for g in done], [g[3] for g in done]
+
+    def _generate(self, prompts: Sequence[str], options: dict, score: frozenset[str] | None,
+                  advance: Advance) -> list[tuple]:
+        """``(answer, prompt tokens, answer tokens up to EOS, AnswerStats or None)`` per prompt, in input order;
+        the statistics only when ``score`` is given (it names the wanted ``STATS`` beside the NLL)."""
+        import torch
+
         eos = self.tokenizer.eos_token_id
+        limit = self.max_new_tokens
+        extra = {} if score is None else {"output_logits": True, "return_dict_in_generate": True}
         encoded = self._encode([self.render(p) for p in prompts])
-        results: list[tuple[str, int, int]] = [("", 0, 0)] * len(prompts)
+        results: list[tuple] = [("", 0, 0, None)] * len(prompts)
         with torch.inference_mode():
             for batch in self._batches([len(e) for e in encoded]):
                 ids, mask = self._left_pad([encoded[i] for i in batch])
                 out = self.model.generate(
-                    input_ids=ids, attention_mask=mask, max_new_tokens=self.max_new_tokens,
-                    pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos, **options,
+                    input_ids=ids, attention_mask=mask, max_new_tokens=limit + (score is not None),
+                    pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos, **options, **extra,
                 )
-                new = out[:, ids.shape[1] :]
-                texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-                for row, (i, text) in enumerate(zip(batch, texts)):
-                    tokens = new[row].tolist()
-                    results[i] = (text, len(encoded[i]), tokens.index(eos) + 1 if eos in tokens else len(tokens))
+                sequences = out if score is None else out.sequences
+                new = sequences[:, ids.shape[1] :]
+                lengths = [_answer_length(new[row, :limit].tolist(), eos) for row in range(len(batch))]
+                texts = self.tokenizer.batch_decode(
+                    [new[row, :n].tolist() for row, n in enumerate(lengths)], skip_special_tokens=True
+                )
+                stats = [None] * len(batch) if score is None else _step_stats(out.logits, new, lengths, eos, score)
+                for row, i in enumerate(batch):
+                    n = lengths[row]
+                    counted = n + 1 if n < new.shape[1] and new[row, n] == eos else n  # EOS counts when generated
+                    results[i] = (texts[row], len(encoded[i]), min(counted, limit), stats[row])
                 advance(len(batch))
         return results
 
@@ -208,6 +236,31 @@ class Inference:
             generator = torch.Generator().manual_seed(0)
             self._projection = (torch.randn(vocab, k, generator=generator) / k**0.5).to(residual.device)
         return residual @ self._projection
+
+
+def _answer_length(tokens: list[int], eos: int) -> int:
+    """How many tokens of a generated row are the answer: those before its first EOS."""
+    return tokens.index(eos) if eos in tokens else len(tokens)
+
+
+def _step_stats(logits: Sequence[Any], new: Any, lengths: list[int], eos: int, want: frozenset[str]) -> list[AnswerStats]:
+    """Per row, the NLL (and entropy) of its answer tokens then EOS, from the raw logits of each generation
+    step (``logits[s]`` predicts ``new[:, s]``); one step at a time, so no (batch, steps, vocab) copy is made."""
+    import torch
+
+    targets = new[:, : len(logits)].clone()
+    for row, n in enumerate(lengths):
+        targets[row, n] = eos  # the answer ends here (the model's EOS, or the one a truncated answer is scored with)
+    nll, entropy = [], []
+    for step, step_logits in enumerate(logits):
+        logprobs = torch.log_softmax(step_logits.float(), dim=-1)
+        nll.append(-logprobs.gather(-1, targets[:, step, None]).squeeze(-1))
+        if "entropy" in want:
+            entropy.append(-(logprobs.exp() * logprobs).sum(-1))
+    nll = torch.stack(nll, 1).cpu().numpy()
+    entropy = torch.stack(entropy, 1).cpu().numpy() if entropy else None
+    return [AnswerStats(nll[row, : n + 1], None if entropy is None else entropy[row, : n + 1])
+            for row, n in enumerate(lengths)]
 
 
 def token_lengths(tokenizer: Any, texts: list[str], special: bool = True) -> list[int]:

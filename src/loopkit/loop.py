@@ -35,7 +35,7 @@ from loopkit.records import RoundRow, Sample, normalize_question, of_subtask, wi
 from loopkit.rundir import RunDir
 from loopkit.seeding import derive_seed
 from loopkit.selectors.base import Selection
-from loopkit.signals import VECTORS, named_reward_model, needs_answers, student_signals, teacher_signals
+from loopkit.signals import VECTORS, named_reward_model, needs_answers, predict, student_signals, teacher_signals
 from loopkit.trainers.base import Trainer
 
 
@@ -253,8 +253,8 @@ class Loop:
         seeds = [by_id[o.seed_id] for o in offspring]
         items = seeds + offspring
         with self.progress.stage(t, "fidelity", 2 * len(items)) as stage:
-            answers = self.student.generate([self.task.prompt(s.question) for s in items], stage.advance)
-            loss = student_signals(self.student, self.task, items, answers, frozenset({"own_loss"}), stage.advance)["own_loss"]
+            answers, own = predict(self.student, self.task, items, frozenset({"own_loss"}), stage.advance)
+            loss = student_signals(self.student, self.task, items, answers, frozenset({"own_loss"}), own=own)["own_loss"]
         n = len(offspring)
         return [{"seed_id": s.id, "offspring_id": o.id, "seed_own_loss": float(loss[i]), "offspring_own_loss": float(loss[n + i])}
                 for i, (s, o) in enumerate(zip(seeds, offspring))]
@@ -278,16 +278,16 @@ class Loop:
             return Selection([int(i) for i in rng.choice(len(pool), size=m, replace=m > len(pool))])
         needs = self.plan.needs
         signals: dict[str, Any] = {}
-        answers = None
+        answers = own = None
         if needs_answers(needs):
             clock = time.monotonic()
             with self.progress.stage(t, "predict", len(pool)) as stage:
-                answers = self.student.generate([self.task.prompt(s.question) for s in pool], stage.advance)
+                answers, own = predict(self.student, self.task, pool, needs, stage.advance)  # own losses come with them
             times["predict"] = time.monotonic() - clock
         if needs:
             clock = time.monotonic()
             with self.progress.stage(t, "score", len(pool)) as stage:
-                signals = student_signals(self.student, self.task, pool, answers, needs, stage.advance, self.reward_model)
+                signals = student_signals(self.student, self.task, pool, answers, needs, stage.advance, self.reward_model, own)
             times["score"] = time.monotonic() - clock
         if answers is not None and self.plan.judged:
             clock = time.monotonic()

@@ -66,6 +66,10 @@ class RayArms(Arms):
         """Every arm is submitted at once; Ray runs as many as the cluster's resources allow."""
         return arms, f"as Ray tasks on {self.where}, {self.cpus:g} CPU and {self.gpus:g} GPU each"
 
+    def gpus(self) -> list[str]:
+        """None to hand out: Ray gives each task its GPUs (--gpus-per-arm) and sets its CUDA_VISIBLE_DEVICES."""
+        return []
+
     def start(self, name: str, command: list[str], log: Path, env: dict[str, str]) -> Any:
         with self.lock:
             if stopping.requested():

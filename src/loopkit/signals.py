@@ -3,11 +3,11 @@
 | signal | one per seed | computed by |
 |---|---|---|
 | ``question`` | the seed's question text | the pool itself |
-| ``answer`` | the student's greedy answer | one batched ``generate`` |
-| ``own_loss``, ``own_loss_sum`` | mean and summed token NLL of that answer (then EOS) | one forward pass over |
-| ``entropy`` | mean token entropy of the student over that answer | prompt + own answer, |
-| ``embedding`` | mean last hidden state over the answer's positions | shared by all four |
-| ``grad_embedding`` | BADGE gradient embedding (see ``Inference.answer_stats``) | |
+| ``answer`` | the student's greedy answer | one batched ``generate`` (``predict``) |
+| ``own_loss``, ``own_loss_sum`` | mean and summed token NLL of that answer (then EOS) | the same ``generate``: its |
+| ``entropy`` | mean token entropy of the student over that answer | raw logits (no second pass) |
+| ``embedding`` | mean last hidden state over the answer's positions | one forward pass over prompt + |
+| ``grad_embedding`` | BADGE gradient embedding (see ``Inference.answer_stats``) | own answer, shared by both |
 | ``gold_loss`` | mean token NLL of the seed's reference answer (the task must have them) | a forward pass over prompt + reference |
 | ``correct`` | the task's checker on the student's answer | the task |
 | ``reward`` | a reward model's score of question + the student's answer | the model the selector names (``signal_params``) |
@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from loopkit.inference import STATS, Advance, Inference, _noop
+from loopkit.inference import STATS, AnswerStats, Advance, Inference, _noop
 from loopkit.records import Sample
 from loopkit.tasks.base import Task
 from loopkit.teachers.base import JUDGE_SCORE, REFEREE_GAP, Teacher, can
 
-OWN_PASS = frozenset({"own_loss", "own_loss_sum", *STATS})  # from one pass over prompt + own answer
+OWN_PASS = frozenset({"own_loss", "own_loss_sum", *STATS})  # every signal about the student's own answer
+FROM_GENERATION = frozenset({"own_loss", "own_loss_sum", "entropy"})  # given by the pass that generates the answer
 TEACHER_METHODS = {JUDGE_SCORE: "judge", REFEREE_GAP: "referee"}  # the teacher method that computes each
 TEACHER = frozenset(TEACHER_METHODS)
 VECTORS = frozenset({"embedding", "grad_embedding"})  # one array per seed, not written to pool_signals.jsonl
@@ -68,30 +69,50 @@ def named_reward_model(selector: Any, needs: frozenset[str]) -> Any:
     return RewardModel(params)
 
 
+def predict(student: Inference, task: Task, pool: list[Sample], needs: frozenset[str],
+            advance: Advance = _noop) -> tuple[list[str], list[AnswerStats] | None]:
+    """The student's greedy answers to the pool and, if ``needs`` has any of ``FROM_GENERATION``, their token
+    statistics from the same generation pass (pass them on to ``student_signals`` as ``own``)."""
+    prompts = [task.prompt(s.question) for s in pool]
+    if needs & FROM_GENERATION:
+        return student.generate_scored(prompts, "entropy" in needs, advance)
+    return student.generate(prompts, advance), None
+
+
 def student_signals(student: Inference, task: Task, pool: list[Sample], answers: list[str] | None,
-                    needs: frozenset[str], advance: Advance = _noop, reward_model: Any = None) -> dict[str, Any]:
+                    needs: frozenset[str], advance: Advance = _noop, reward_model: Any = None,
+                    own: list[AnswerStats] | None = None) -> dict[str, Any]:
     """Every requested signal the student (with the reward model, for ``reward``) and the task give, as arrays
-    aligned with the pool."""
+    aligned with the pool.
+
+    ``own``: the answers' statistics from the pass that generated them (``predict``); without them
+    (answers from elsewhere) the own-answer losses and entropy come from a forward pass over them.
+    """
     signals: dict[str, Any] = {}
     if "question" in needs:
         signals["question"] = [s.question for s in pool]
     if answers is not None:
         signals["answer"] = answers
     prompts = [task.prompt(s.question) for s in pool]
-    if needs & OWN_PASS:
-        stats = student.answer_stats(prompts, answers, frozenset(needs & STATS), advance)
-        signals["own_loss"] = np.array([float(s.nll.mean()) for s in stats])
-        signals["own_loss_sum"] = np.array([float(s.nll.sum()) for s in stats])
-        if "entropy" in needs:
-            signals["entropy"] = np.array([float(s.entropy.mean()) for s in stats])
+    forward = needs & VECTORS or (needs & OWN_PASS and own is None)  # a forward pass over prompt + own answer
+    if forward:
+        passed = student.answer_stats(prompts, answers, frozenset(needs & (STATS if own is None else VECTORS)), advance)
         for name in VECTORS & needs:
-            signals[name] = np.stack([getattr(s, name) for s in stats])
+            signals[name] = np.stack([getattr(s, name) for s in passed])
+        own = passed if own is None else own
+    if own is not None:
+        signals["own_loss"] = np.array([float(s.nll.mean()) for s in own])
+        signals["own_loss_sum"] = np.array([float(s.nll.sum()) for s in own])
+        if "entropy" in needs:
+            signals["entropy"] = np.array([float(s.entropy.mean()) for s in own])
     if "gold_loss" in needs:
         missing = [s.id for s in pool if s.answer is None]
         if missing:
             raise ValueError(f"gold_loss needs reference answers; {len(missing)} seeds have none (first: {missing[0]})")
-        nll = student.token_nll(prompts, [s.answer for s in pool], _noop if needs & OWN_PASS else advance)
+        nll = student.token_nll(prompts, [s.answer for s in pool], _noop if forward else advance)
         signals["gold_loss"] = np.array([float(x.mean()) for x in nll])
+    elif not forward:
+        advance(len(pool))  # nothing here ran the model: the scores were ready
     if "correct" in needs:
         signals["correct"] = np.array([task.check(s, a) for s, a in zip(pool, answers)], dtype=bool)
     if "reward" in needs:

@@ -11,6 +11,11 @@ A reply that is JSON but no usable chat completion (no choices, no message, null
 as a list of parts) was answered, and paid: it becomes ``Completion.problem``, which the journal
 keeps and the sample is dropped for (see ``teachers.llm``); it is not sent again.
 
+``api_base`` may list several OpenAI-compatible endpoints serving the same model (e.g. several vLLM
+servers): litellm's own ``Router`` then spreads the calls over them, and within each attempt fails
+over to another endpoint (the Router's retries, immediate; it cools a failing endpoint down); the
+retries above still wrap each attempt. Which endpoint answered is no part of a call's journal key.
+
 The API key is read from the environment variable named by ``api_key_env`` (a recipe never holds a
 key); a missing variable is an error before any call. Tokens come from the response's usage and
 the cost in USD from litellm's offline cost map (0 for a model it does not know).
@@ -39,6 +44,9 @@ from loopkit.teachers.calls import BatchError, Completion, Done, Messages, token
 from loopkit.teachers.llm import LLMTeacher, LLMTeacherParams
 
 
+ROUTED = "loopkit-teacher"  # the Router's name for the model group of every api_base endpoint
+
+
 class TeacherCallError(BatchError):
     """A teacher call that still failed after its retries."""
 
@@ -51,7 +59,9 @@ class LiteLLMTeacher(LLMTeacher):
 
     class Params(LLMTeacherParams):
         model: str = Field(description="a litellm model string, e.g. openai/gpt-4o-mini")
-        api_base: str | None = Field(None, description="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+        api_base: str | list[str] | None = Field(
+            None, description="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1, or a list of servers "
+                              "of the same model (calls spread over them by litellm's Router, with failover)")
         api_key_env: str | None = Field(
             None, description="the environment variable that holds the API key; default: the provider's own")
         concurrency: int = Field(8, ge=1, description="calls in flight at once")
@@ -69,11 +79,23 @@ class LiteLLMTeacher(LLMTeacher):
                                  "export the key in that variable")
             return name
 
+        @field_validator("api_base")
+        @classmethod
+        def _endpoints(cls, base: str | list[str] | None) -> str | list[str] | None:
+            if isinstance(base, list):
+                if not base:
+                    raise ValueError("lists no endpoint; give one URL or a list of URLs")
+                if len(set(base)) < len(base):
+                    raise ValueError("lists an endpoint twice; list each server once")
+                return base[0] if len(base) == 1 else base
+            return base
+
     def __init__(self, params=None) -> None:
         super().__init__(params)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False  # set on a stop (Ctrl-C, SIGTERM, SIGHUP): no new call or retry is sent
         self._in_flight = 0  # calls sent and not yet answered
+        self._router: Any = None  # litellm's Router over several api_base endpoints (built on the first call)
 
     @property
     def model_id(self) -> str:
@@ -164,19 +186,36 @@ class LiteLLMTeacher(LLMTeacher):
                 return []
         return batch.result()
 
+    def _send(self, litellm: Any, key: str | None) -> tuple[Any, dict[str, Any], float]:
+        """The function one attempt calls, its arguments beside the messages, and the attempt's deadline: litellm
+        itself for one endpoint; for several, litellm's Router, which picks one and fails over to another (its retries:
+        one more than the endpoints, as a pick may repeat a failing endpoint until the Router cools it down)."""
+        p = self.params
+        if not isinstance(p.api_base, list):
+            single = {"model": p.model, "api_base": p.api_base, "api_key": key, "num_retries": 0, "max_retries": 0}
+            return litellm.acompletion, single, p.timeout
+        if self._router is None:
+            self._router = litellm.Router(
+                model_list=[{"model_name": ROUTED, "litellm_params": {
+                    "model": p.model, "api_base": base, "api_key": key, "timeout": p.timeout, "max_retries": 0}}
+                    for base in p.api_base],
+                num_retries=len(p.api_base), retry_after=0, timeout=p.timeout,  # a pick may repeat a failed one
+            )
+        return self._router.acompletion, {"model": ROUTED}, p.timeout * (len(p.api_base) + 1)
+
     async def _complete_one(self, litellm: Any, messages: Messages, params: dict[str, Any], key: str | None) -> Completion:
         p = self.params
-        target = p.model + (f" at {p.api_base}" if p.api_base else "")
+        endpoints = p.api_base if isinstance(p.api_base, str) else " or ".join(p.api_base or [])
+        target = p.model + (f" at {endpoints}" if endpoints else "")
+        send, where, deadline = self._send(litellm, key)
         retries = 0
         clock = time.monotonic()  # this call's latency includes its retries and their waits
         while True:
             if self._stopping:
                 raise TeacherCallError(f"teacher call to {target} not sent: the run is stopping")
             try:
-                response = await asyncio.wait_for(litellm.acompletion(
-                    model=p.model, messages=messages, api_base=p.api_base, api_key=key, timeout=p.timeout,
-                    num_retries=0, max_retries=0, drop_params=True, **params,
-                ), p.timeout)
+                response = await asyncio.wait_for(send(
+                    messages=messages, timeout=p.timeout, drop_params=True, **where, **params), deadline)
                 reply, cost = response.model_dump(), _cost(litellm, response)
                 break
             except Exception as exc:
