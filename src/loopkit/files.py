@@ -177,3 +177,22 @@ def check_dir_target(path: str | os.PathLike, option: str) -> None:
     problem = dir_target_problem(path)
     if problem:
         raise LoopkitError(f"{option} {shown(path)}: {problem}")
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux), else set back at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 less the umask (a temp file made private must be set to it)."""
+    return 0o666 & ~umask()

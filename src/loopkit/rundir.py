@@ -33,7 +33,7 @@ from typing import Any, Iterable
 from pydantic import BaseModel, ValidationError
 
 from loopkit.errors import LoopkitError, RunDirError, RunInUseError
-from loopkit.files import dir_target_problem, reason, shown, utf8_problem
+from loopkit.files import dir_target_problem, file_mode, reason, shown, utf8_problem
 from loopkit.journal import FILENAME as JOURNAL, Journal
 from loopkit.records import RoundRow, Sample, prompt_variant
 
@@ -94,6 +94,14 @@ class RunDir:
             shutil.rmtree(run.path, ignore_errors=True)
             raise run.write_error(exc, "run again") or exc
         return run
+
+    def grow(self, recipe: str, changes: dict[str, list]) -> None:
+        """Record a resume that extends the run (more rounds, a raised budget): ``recipe`` becomes recipe.yaml, and
+        manifest.json gets its fingerprint and, under ``grown``, when and what changed ({field: [old, new]})."""
+        manifest = self.manifest()
+        grown = [*manifest.get("grown", []), {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "changes": changes}]
+        self.write_text(RECIPE, recipe)
+        self.write_json(MANIFEST, {**manifest, "recipe_fingerprint": self.recipe_fingerprint(), "grown": grown})
 
     @staticmethod
     def check_parent(parent: str | Path) -> None:
@@ -206,6 +214,7 @@ class RunDir:
         except OSError as exc:
             raise _naming(exc, target) from exc
         try:
+            os.fchmod(fd, file_mode())  # mkstemp makes it 0600: a teammate could not read a shared run
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
