@@ -7,14 +7,18 @@ Its training compute lands in each round's metrics.json under ``train``: ``steps
 steps), ``tokens`` (the tokens the model was trained on: prompt + completion after truncation to
 max_length, padding excluded, summed over every step, so each epoch counts; only the completion's
 part carries loss) and ``train_seconds`` (the training loop's wall time, model loading excluded).
+
+``sft:`` passes any other ``SFTConfig`` field through (``report_to``, ``logging_steps``, ``packing``,
+``max_grad_norm``...), checked against SFTConfig's own fields; loopkit's defaults stand unless it overrides
+them. The fields loopkit sets itself (``OWNED``) are refused there, saying where they are set.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from loopkit.component import Params
 from loopkit.errors import LoopkitError
@@ -27,6 +31,52 @@ def _checkpointing_field(config_class) -> str:
     """transformers 5.x renamed gradient_checkpointing to activation_checkpointing (old name warns)."""
     fields = config_class.__dataclass_fields__
     return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+
+
+# SFTConfig fields loopkit sets itself: where each is set instead (sft: refuses them).
+OWNED = {
+    "output_dir": "loopkit trains each round in its run directory (round-NNN/train)",
+    "seed": "the recipe's seed decides it",
+    "data_seed": "the recipe's seed decides it",
+    "num_train_epochs": "set trainer.params.epochs",
+    "per_device_train_batch_size": "set trainer.params.batch_size",
+    "gradient_accumulation_steps": "set trainer.params.gradient_accumulation_steps",
+    "learning_rate": "set trainer.params.learning_rate",
+    "weight_decay": "set trainer.params.weight_decay",
+    "warmup_steps": "set trainer.params.warmup_steps",
+    "lr_scheduler_type": "set trainer.params.lr_scheduler",
+    "max_length": "set trainer.params.max_length",
+    "bf16": "set trainer.params.bf16",
+    "gradient_checkpointing": "set trainer.params.gradient_checkpointing",
+    "activation_checkpointing": "set trainer.params.gradient_checkpointing",
+    "train_sampling_strategy": "set trainer.params.group_by_length",
+    "completion_only_loss": "loopkit trains on the answer only (its data are prompt/completion pairs)",
+    "include_num_input_tokens_seen": "loopkit counts the training tokens with it (metrics.json's train.tokens)",
+    "disable_tqdm": "loopkit's display shows the training progress",
+}
+
+
+def sft_fields() -> set[str]:
+    from trl import SFTConfig
+
+    return {f.name for f in SFTConfig.__dataclass_fields__.values() if f.init}
+
+
+def check_sft(sft: dict[str, Any]) -> dict[str, Any]:
+    """``sft``'s fields are SFTConfig's and not loopkit's own (ValueError naming the field, and the fix)."""
+    if not sft:
+        return sft
+    import difflib
+
+    known = sft_fields()
+    for name in sft:
+        if name in OWNED:
+            raise ValueError(f"{name}: loopkit sets this SFTConfig field itself; {OWNED[name]}")
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(close)}?" if close else "see trl's SFTConfig for its fields"
+            raise ValueError(f"{name}: not a field of trl's SFTConfig; {hint}")
+    return sft
 
 
 class LoraParams(Params):
@@ -54,8 +104,17 @@ class TRLSFTTrainer(Trainer):
         gradient_checkpointing: bool = False
         lora: LoraParams | None = None
         save_model: bool = True
+        sft: dict[str, Any] = Field(
+            default_factory=dict, description="any other field of trl's SFTConfig (report_to, logging_steps, packing, "
+                                              "...); loopkit's defaults stand unless given here")
+
+        @field_validator("sft")
+        @classmethod
+        def _sft_fields(cls, sft: dict[str, Any]) -> dict[str, Any]:
+            return check_sft(sft)
 
     def check_model(self, model) -> None:
+        self._check_sft_values()
         lora = self.params.lora
         if lora is None or lora.target_modules == "all-linear":
             return
@@ -66,45 +125,31 @@ class TRLSFTTrainer(Trainer):
             raise LoopkitError(f"trainer.params.lora.target_modules: {missing} matches no module of the student; "
                                f"use all-linear or some of {linear[:8]}")
 
-    def check_lengths(self, prompts: list[int], completions: list[int], what: str = "training example") -> list[str]:
-        """TRL keeps the first max_length tokens of prompt + completion: the completion is what gets cut."""
-        limit = self.params.max_length
-        totals = [p + c for p, c in zip(prompts, completions)]
-        if not totals:
-            return []
-        if min(totals) > limit:
-            raise LoopkitError(
-                f"trainer.params.max_length: {limit} tokens is shorter than every {what}'s prompt + answer "
-                f"(shortest {min(totals):,}, longest {max(totals):,} tokens), so training would cut off every "
-                f"answer; raise max_length to at least {max(totals):,}")
-        over = sum(t > limit for t in totals)
-        if over:
-            return [f"trainer.params.max_length: {over} of {len(totals)} {what}s are longer than {limit} tokens "
-                    f"(prompt + answer); training cuts their answers off (max_length {max(totals):,} keeps them whole)"]
-        return []
+    def _check_sft_values(self) -> None:
+        """The ``sft:`` values make an SFTConfig, and every ``report_to`` integration's package is here."""
+        if not self.params.sft:
+            return
+        from transformers.integrations import get_reporting_integration_callbacks
 
-    def train(self, model, tokenizer, prompts, completions, output_dir: Path, seed: int, stage: Stage):
-        import datasets
-        from transformers import TrainerCallback
-        from transformers.trainer_callback import PrinterCallback
-        from trl import SFTConfig, SFTTrainer
+        try:
+            config = self.config(Path("unused"), 0)
+            callbacks = get_reporting_integration_callbacks(config.report_to)
+        except (TypeError, ValueError) as exc:
+            raise LoopkitError(f"trainer.params.sft: {_first_line(exc)}") from None
+        for callback in callbacks:
+            try:
+                callback()
+            except (ImportError, RuntimeError) as exc:
+                name = callback.__name__.removesuffix("Callback")
+                raise LoopkitError(f"trainer.params.sft.report_to: {name} needs its package, which is not installed here "
+                                   f"({_first_line(exc)}); install it, or remove it from report_to") from None
 
-        datasets.disable_progress_bars()
+    def config(self, output_dir: Path, seed: int):
+        """The SFTConfig of a round: loopkit's (CPU-safe) settings, then ``sft:``'s fields over them."""
+        from trl import SFTConfig
+
         p = self.params
-        from loopkit.inference import token_lengths
-
-        # Teachers can write longer than the seeds: never hand TRL a set with no answer token left.
-        self.check_lengths(token_lengths(tokenizer, list(prompts)),
-                           [n + 1 for n in token_lengths(tokenizer, list(completions), special=False)])
-
-        class _Report(TrainerCallback):
-            def on_train_begin(self, args, state, control, **kwargs):
-                stage.set_total(state.max_steps)
-
-            def on_step_end(self, args, state, control, **kwargs):
-                stage.advance(1)
-
-        config = SFTConfig(
+        settings = dict(
             output_dir=str(output_dir),
             num_train_epochs=p.epochs,
             per_device_train_batch_size=p.batch_size,
@@ -127,6 +172,47 @@ class TRLSFTTrainer(Trainer):
             disable_tqdm=True,
             include_num_input_tokens_seen="non_padding",  # the training tokens the report sums
         )
+        return SFTConfig(**{**settings, **p.sft})
+
+    def check_lengths(self, prompts: list[int], completions: list[int], what: str = "training example") -> list[str]:
+        """TRL keeps the first max_length tokens of prompt + completion: the completion is what gets cut."""
+        limit = self.params.max_length
+        totals = [p + c for p, c in zip(prompts, completions)]
+        if not totals:
+            return []
+        if min(totals) > limit:
+            raise LoopkitError(
+                f"trainer.params.max_length: {limit} tokens is shorter than every {what}'s prompt + answer "
+                f"(shortest {min(totals):,}, longest {max(totals):,} tokens), so training would cut off every "
+                f"answer; raise max_length to at least {max(totals):,}")
+        over = sum(t > limit for t in totals)
+        if over:
+            return [f"trainer.params.max_length: {over} of {len(totals)} {what}s are longer than {limit} tokens "
+                    f"(prompt + answer); training cuts their answers off (max_length {max(totals):,} keeps them whole)"]
+        return []
+
+    def train(self, model, tokenizer, prompts, completions, output_dir: Path, seed: int, stage: Stage):
+        import datasets
+        from transformers import TrainerCallback
+        from transformers.trainer_callback import PrinterCallback
+        from trl import SFTTrainer
+
+        datasets.disable_progress_bars()
+        p = self.params
+        from loopkit.inference import token_lengths
+
+        # Teachers can write longer than the seeds: never hand TRL a set with no answer token left.
+        self.check_lengths(token_lengths(tokenizer, list(prompts)),
+                           [n + 1 for n in token_lengths(tokenizer, list(completions), special=False)])
+
+        class _Report(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):
+                stage.set_total(state.max_steps)
+
+            def on_step_end(self, args, state, control, **kwargs):
+                stage.advance(1)
+
+        config = self.config(output_dir, seed)
         peft_config = None
         if p.lora is not None:
             from peft import LoraConfig
@@ -155,3 +241,7 @@ class TRLSFTTrainer(Trainer):
         if p.save_model:
             self.save(trained, tokenizer, output_dir / "model")
         return trained, metrics
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
