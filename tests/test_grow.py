@@ -61,6 +61,8 @@ def test_a_finished_run_grows_from_one_round_to_two_keeping_round_one_and_paying
     assert "rounds: 2" in (run / "recipe.yaml").read_text()
     summary = json.loads((run / "summary.json").read_text())
     assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
+    unreadable = [p for p in run.rglob("*") if p.is_file() and not p.stat().st_mode & 0o044]
+    assert os.umask(os.umask(0o022)) & 0o044 or not unreadable  # under a umask that lets a teammate read
 
     refused = invoke("run", "--resume", run, "--set", "loop.rounds=3", "--set", "loop.per_round=3",
                      "--set", "seed=4")

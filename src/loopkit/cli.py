@@ -132,6 +132,15 @@ def _with_strict(overrides: list[str] | None, strict: bool) -> list[str]:
     return [*(overrides or []), *(["task.params.strict=true"] if strict else [])]
 
 
+def _status(entry) -> str:
+    """``ok``, or ``needs PACKAGE (how to install it)`` for a component whose optional package is missing here."""
+    try:
+        missing = entry.load().missing()
+    except Exception:  # a plugin's broken class is run's to report, with its own error
+        return "ok"
+    return f"needs {missing}" if missing else "ok"
+
+
 def build_app() -> typer.Typer:
     """A fresh app with every plugin's commands added (tests build one per test)."""
     app = typer.Typer(
@@ -331,7 +340,7 @@ def build_app() -> typer.Typer:
 
         reg = registry()
         rows = [
-            {"kind": e.kind, "name": e.name, "distribution": e.distribution, "version": e.version, "status": "ok"}
+            {"kind": e.kind, "name": e.name, "distribution": e.distribution, "version": e.version, "status": _status(e)}
             for e in reg.entries()
         ] + [
             {"kind": "plugin", "name": f.entry_point, "distribution": f.distribution, "version": f.version,
@@ -345,7 +354,8 @@ def build_app() -> typer.Typer:
 
         table = Table("kind", "name", "distribution", "version", "status", title="loopkit plugins")
         for row in rows:
-            status = "[green]ok[/]" if row["status"] == "ok" else f"[red]{row['status']}[/]"
+            status = {"ok": "[green]ok[/]", "needs": f"[yellow]{row['status']}[/]"}.get(row["status"].split()[0],
+                                                                                  f"[red]{row['status']}[/]")
             table.add_row(row["kind"], row["name"], row["distribution"], row["version"], status)
         console.print(table)
 

@@ -17,11 +17,11 @@ from typing import Any, Sequence
 import numpy as np
 from pydantic import Field, field_validator
 
-from loopkit.component import Params
+from loopkit.component import LocalOrHub, Params
 
 
 class RewardModelParams(Params):
-    model: str = Field(min_length=1, description="reward model: local directory or hub id")
+    model: LocalOrHub = Field(min_length=1, description="reward model: local directory or hub id")
 
     @field_validator("model")
     @classmethod

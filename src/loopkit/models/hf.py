@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from loopkit.component import Params
+from loopkit.component import LocalOrHub, Params
 from loopkit.device import best_device, resolve_dtype
 from loopkit.errors import LoopkitError
 from loopkit.models.base import ModelSource
@@ -17,7 +17,7 @@ from loopkit.models.base import ModelSource
 
 class HFModel(ModelSource):
     class Params(Params):
-        path: str = Field(description="hub id (e.g. HuggingFaceTB/SmolLM2-135M-Instruct) or local directory")
+        path: LocalOrHub = Field(description="hub id (e.g. HuggingFaceTB/SmolLM2-135M-Instruct) or local directory")
         dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$")
         revision: str | None = None
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import importlib.util
 import os
 import random
 import re
@@ -48,6 +49,10 @@ class TeacherCallError(BatchError):
 
 class LiteLLMTeacher(LLMTeacher):
     backend = "litellm"
+
+    @classmethod
+    def missing(cls) -> str | None:
+        return None if importlib.util.find_spec("litellm") else "litellm (pip install 'loopkit[litellm]')"
 
     class Params(LLMTeacherParams):
         model: str = Field(description="a litellm model string, e.g. openai/gpt-4o-mini")

