@@ -87,3 +87,12 @@ def test_every_recipe_field_and_builtin_param_is_in_the_reference():
         expected += [f"`{entry.name}.params.{n}`" for n, f in params.model_fields.items() if not f.exclude]
     missing = [e for e in expected if e not in RECIPE]
     assert not missing, f"undocumented in docs/recipe.md (run python docs/make_recipe_reference.py): {missing}"
+
+
+def test_every_field_in_the_reference_has_a_meaning_and_a_type_a_recipe_writer_reads():
+    rows = [line for line in RECIPE.splitlines() if line.startswith("| `")]
+    assert len(rows) > 100
+    for row in rows:
+        field, kind, _, meaning = [cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:5]]
+        assert meaning, f"docs/recipe.md: {field} has no meaning (give its Field a description)"
+        assert not re.search(r"<class|loopkit\.|Annotated|Validator|Spec\b|Params\b", kind), f"{field}: type {kind}"

@@ -29,7 +29,7 @@ class RewardModelParams(Params):
         from loopkit.models.hf import check_model_path
 
         return check_model_path(path)
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="question + answer pairs scored together")
     max_length: int = Field(1024, ge=8, description="longest question + answer, in reward-model tokens")
 
 

@@ -95,11 +95,13 @@ class RunDir:
             raise run.write_error(exc, "run again") or exc
         return run
 
-    def grow(self, recipe: str, changes: dict[str, list]) -> None:
+    def grow(self, recipe: str, changes: dict[str, list], command: dict | None = None) -> None:
         """Record a resume that extends the run (more rounds, a raised budget): ``recipe`` becomes recipe.yaml, and
-        manifest.json gets its fingerprint and, under ``grown``, when and what changed ({field: [old, new]})."""
+        manifest.json gets its fingerprint and, under ``grown``, when and what changed ({field: [old, new]}), by
+        which ``command``."""
         manifest = self.manifest()
-        grown = [*manifest.get("grown", []), {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "changes": changes}]
+        grown = [*manifest.get("grown", []),
+                 {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "changes": changes, **(command or {})}]
         self.write_text(RECIPE, recipe)
         self.write_json(MANIFEST, {**manifest, "recipe_fingerprint": self.recipe_fingerprint(), "grown": grown})
 

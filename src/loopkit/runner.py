@@ -80,9 +80,10 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", module="torch")
 
 
-def start_run_dir(resolved: ResolvedRecipe, output: Path | None) -> RunDir:
-    """A new run directory (locked by this process) with the resolved recipe and the manifest (versions, seed)."""
-    manifest = {"seed": resolved.recipe.seed, "recipe": resolved.source, **describe(registry())}
+def start_run_dir(resolved: ResolvedRecipe, output: Path | None, command: dict | None = None) -> RunDir:
+    """A new run directory (locked by this process) with the resolved recipe and the manifest (versions, seed, and
+    ``command``: the command line and its --set overrides, secrets masked)."""
+    manifest = {"seed": resolved.recipe.seed, "recipe": resolved.source, **(command or {}), **describe(registry())}
     return RunDir.start(output or resolved.recipe.output_dir, resolved.recipe.name, _recipe_text(resolved), manifest)
 
 
@@ -205,7 +206,7 @@ def _differences(a, b, path: str = "") -> dict[str, list]:
 
 
 def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Console, use_cache: bool = True,
-                     resume: Path | None = None) -> RunResult:
+                     resume: Path | None = None, command: dict | None = None) -> RunResult:
     quiet_libraries()
     progress = RichProgress(console)
     growth: dict[str, list] = {}
@@ -226,7 +227,7 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
             done = loop.open(run_dir, resume=True)  # checks the run's files, then takes its lock; nothing written yet
             if growth:
                 with stopping.deferred():  # recipe.yaml and its fingerprint change together
-                    run_dir.grow(_recipe_text(resolved), growth)
+                    run_dir.grow(_recipe_text(resolved), growth, command)
                 grown = ", ".join(f"{field} {old} -> {new}" for field, (old, new) in growth.items())
                 console.print(f"growing {run_dir.path}: {grown}", highlight=False)
             if done >= prepared.plan.last and not growth:
@@ -236,7 +237,7 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
                 console.print(f"resuming {run_dir.path} after round {done}", highlight=False)
         else:
             with stopping.deferred():  # a run directory gets its header files (recipe, manifest) before a stop
-                run_dir = start_run_dir(resolved, output)
+                run_dir = start_run_dir(resolved, output, command)
             console.print(f"run directory: {run_dir.path}", highlight=False)
         held = True
         stopping.on_exit_now(lambda: _tidy(run_dir))

@@ -78,7 +78,8 @@ class SmolLM2Model(ModelSource):
                    "close to, not the same as, the hub's full-precision weights")
 
     class Params(Params):
-        dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$")
+        dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$",
+                           description="weights' dtype; auto: bfloat16 where the hardware has it, else float32")
 
     @classmethod
     def missing(cls) -> str | None:

@@ -28,9 +28,9 @@ class HFDatasetTask(JsonlTask):
         name: str | None = Field(None, description="the dataset's configuration (e.g. main)")
         data_files: Annotated[str | list[str] | dict[str, Any] | None, AfterValidator(in_recipe_folder)] = Field(
             None, description="files for a builder such as json; relative to the recipe's folder")
-        seed_split: str = "train"
+        seed_split: str = Field("train", description="the split the seed pool comes from")
         test_split: str | None = Field("test", description="null: split test_size off the seed split")
-        revision: str | None = None
+        revision: str | None = Field(None, description="a hub revision (branch, tag or commit) of the dataset")
 
     @property
     def label(self) -> str:

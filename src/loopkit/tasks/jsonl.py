@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from loopkit.checkers import CHECKERS, Checker
-from loopkit.component import Params
+from loopkit.component import Params, RecipePath
 from loopkit.errors import DataError
 from loopkit.files import MiB, read_text, shown
 from loopkit.records import Sample, normalize_question
@@ -33,7 +33,7 @@ class JsonlTask(Task):
         test_file: RecipePath | None = Field(None, description="JSONL file of test questions; default: split test_size off seed_file")
         test_size: float = Field(0.2, gt=0, description="without test_file: a fraction (< 1) or a count of seed_file's records")
         split_seed: int = Field(0, ge=0, description="without test_file: the shuffle that splits seed_file")
-        question_field: str = "question"
+        question_field: str = Field("question", description="the field of each record that holds the question")
         answer_field: str | None = Field("answer", description="the worked answer; null if the file has none")
         final_field: str | None = Field(None, description="the final answer; default: read from answer_field by the checker")
         checker: Literal["numeric", "exact", "boolean", "choice", "math"] = Field(

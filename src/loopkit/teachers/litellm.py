@@ -64,7 +64,7 @@ class LiteLLMTeacher(LLMTeacher):
         max_retries: int = Field(5, ge=0, description="retries of a call on 429, 5xx, malformed responses and timeouts")
         backoff: float = Field(1.0, gt=0, description="seconds before the first retry; doubles after each")
         max_backoff: float = Field(60.0, gt=0, description="the longest wait before a retry, Retry-After included")
-        max_tokens: int = Field(512, ge=1)
+        max_tokens: int = Field(512, ge=1, description="most tokens per completion (the API's max_tokens)")
 
         @field_validator("api_key_env")
         @classmethod

@@ -27,7 +27,7 @@ class VLLMTeacher(LLMTeacher):
     backend = "vllm"
 
     class Params(LLMTeacherParams):
-        model: ModelSpec
+        model: ModelSpec = Field(description="the teacher's model: a model component's name or {name: hf, params: {path: ...}}")
         max_tokens: int = Field(256, ge=1, le=32768, description="new tokens per call")
         dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$", description="auto: the model's own")
         max_model_len: int | None = Field(2048, ge=16, description="longest prompt + answer, in tokens (bounds the KV cache)")

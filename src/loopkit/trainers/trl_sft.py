@@ -80,30 +80,30 @@ def check_sft(sft: dict[str, Any]) -> dict[str, Any]:
 
 
 class LoraParams(Params):
-    r: int = Field(16, ge=1)
-    alpha: int = Field(32, ge=1)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    r: int = Field(16, ge=1, description="rank of the adapter matrices")
+    alpha: int = Field(32, ge=1, description="scaling of the adapter (lora_alpha)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter's input")
+    target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="module names to adapt, or all-linear")
 
 
 class TRLSFTTrainer(Trainer):
     class Params(Params):
-        epochs: float = Field(3.0, gt=0)
-        learning_rate: float = Field(1e-3, gt=0)
-        batch_size: int = Field(32, ge=1)
-        gradient_accumulation_steps: int = Field(1, ge=1)
+        epochs: float = Field(3.0, gt=0, description="passes over the synthetic data each round")
+        learning_rate: float = Field(1e-3, gt=0, description="peak learning rate")
+        batch_size: int = Field(32, ge=1, description="examples per step per device")
+        gradient_accumulation_steps: int = Field(1, ge=1, description="steps whose gradients add up to one update")
         max_length: int = Field(1024, ge=8, description="longer examples are truncated")
-        weight_decay: float = Field(0.0, ge=0)
+        weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
         warmup_steps: float = Field(0.0, ge=0, description="steps, or a fraction of all steps if < 1")
         lr_scheduler: Literal[
             "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
             "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay",
-        ] = "linear"
+        ] = Field("linear", description="learning-rate schedule (transformers' lr_scheduler_type)")
         group_by_length: bool = Field(True, description="batch similar lengths together: less padding, faster steps")
-        bf16: Literal["auto"] | bool = "auto"
-        gradient_checkpointing: bool = False
-        lora: LoraParams | None = None
-        save_model: bool = True
+        bf16: Literal["auto"] | bool = Field("auto", description="train in bfloat16; auto: only where the hardware has it")
+        gradient_checkpointing: bool = Field(False, description="recompute activations to save memory (slower)")
+        lora: LoraParams | None = Field(None, description="train a LoRA adapter (PEFT) instead of every weight; null: full fine-tuning")
+        save_model: bool = Field(True, description="save each round's student (needed to resume and to export)")
         sft: dict[str, Any] = Field(
             default_factory=dict, description="any other field of trl's SFTConfig (report_to, logging_steps, packing, "
                                               "...); loopkit's defaults stand unless given here")
