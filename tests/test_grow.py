@@ -58,6 +58,9 @@ def test_a_finished_run_grows_from_one_round_to_two_keeping_round_one_and_paying
     assert server.requests == calls + 12 and server.duplicates == 0  # round 2's calls only
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["grown"][-1]["changes"] == {"budget.teacher_calls": [12, 24], "loop.rounds": [1, 2]}
+    assert manifest["grown"][-1]["overrides"] == ["loop.rounds=2", "budget.teacher_calls=24"]
+    assert manifest["grown"][-1]["command"] == f"loopkit run --resume {run} --set loop.rounds=2 --set budget.teacher_calls=24"
+    assert manifest["command"].startswith("loopkit run ") and "loop.rounds=1" in manifest["overrides"]
     assert "rounds: 2" in (run / "recipe.yaml").read_text()
     summary = json.loads((run / "summary.json").read_text())
     assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]

@@ -196,3 +196,15 @@ def umask() -> int:
 def file_mode() -> int:
     """The mode ``open()`` gives a new file: 0666 less the umask (a temp file made private must be set to it)."""
     return 0o666 & ~umask()
+
+
+def respect_umask(root: str | os.PathLike) -> None:
+    """Give every file under ``root`` at least the read/write bits the umask allows: some libraries write private
+    files (0600: a safetensors save, a temp file renamed into place), which a teammate could not read."""
+    mode = file_mode()
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            current = os.lstat(path).st_mode
+            if stat.S_ISREG(current) and (current & 0o666) != mode & 0o666:
+                os.chmod(path, (current & ~0o666 & 0o7777) | mode)

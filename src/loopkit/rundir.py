@@ -33,7 +33,7 @@ from typing import Any, Iterable
 from pydantic import BaseModel, ValidationError
 
 from loopkit.errors import LoopkitError, RunDirError, RunInUseError
-from loopkit.files import dir_target_problem, file_mode, reason, shown, utf8_problem
+from loopkit.files import dir_target_problem, file_mode, reason, respect_umask, shown, utf8_problem
 from loopkit.journal import FILENAME as JOURNAL, Journal
 from loopkit.records import RoundRow, Sample, prompt_variant
 
@@ -273,6 +273,7 @@ class RunDir:
         self.write_json(self.round_path(round_no) / "metrics.json", {**row.to_json(), **extra})
 
     def mark_complete(self, round_no: int) -> None:
+        respect_umask(self.round_path(round_no))  # what libraries wrote there (a saved model) included
         # Empty: it needs no data block, so a disk that filled up once the round's files were written cannot fail it.
         self.write_text(self.round_path(round_no) / COMPLETE, "")
 
