@@ -26,6 +26,18 @@ def files(run):
     return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
 
 
+def readme_numbers():
+    import importlib.util
+    import sys
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("readme_numbers", ROOT / "benchmarks" / "readme_numbers.py")
+    script = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 @pytest.fixture
 def server():
     with ChatServer() as server:
@@ -64,6 +76,14 @@ def test_a_finished_run_grows_from_one_round_to_two_keeping_round_one_and_paying
     assert "rounds: 2" in (run / "recipe.yaml").read_text()
     summary = json.loads((run / "summary.json").read_text())
     assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
+    reported = invoke("report", run, "--out", tmp_path / "report")  # the grown run reads like any other
+    assert reported.exit_code == 0, reported.output
+    arm = json.loads((tmp_path / "report" / "report.json").read_text())["arms"]["loss"]
+    final = json.loads((run / "round-002" / "metrics.json").read_text())["train"]["train_loss"]
+    assert arm["final_train_loss"]["mean"] == pytest.approx(final) and arm["curve"]
+    table = readme_numbers().from_run(run)  # the README's table, generated from this run
+    assert [(r[0], r[1], r[2]) for r in table.rows] == [(r["round"], r["samples"], r["teacher_calls"]) for r in summary["rounds"]]
+    assert set(table.subtasks) == {"syllogism", "family_relationships"} and sum(table.subtasks.values()) == 12
     unreadable = [p for p in run.rglob("*") if p.is_file() and not p.stat().st_mode & 0o044]
     assert os.umask(os.umask(0o022)) & 0o044 or not unreadable  # under a umask that lets a teammate read
 
