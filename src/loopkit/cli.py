@@ -197,11 +197,12 @@ def build_app() -> typer.Typer:
 
         if recipe is None and resume is None:
             raise LoopkitError("give a recipe (loopkit run RECIPE) or a run directory to continue (loopkit run --resume RUN_DIR)")
+        own = resume is not None and recipe is None  # the run's own recipe.yaml: its paths are as the run used them
         if resume is not None:
             from loopkit.runner import resumable
 
             recipe = resumable(resume, recipe)
-        resolved = load_recipe(recipe, _with_strict(overrides, strict))
+        resolved = load_recipe(recipe, _with_strict(overrides, strict), paths_from_folder=not own)
         if dry_run:
             from loopkit.runner import dry_run as print_plan
 

@@ -340,8 +340,10 @@ def _check_cross_fields(recipe: Recipe, classes: dict[str, type], source: str) -
         raise RecipeError(f"{source}: selector.name: {problem}")
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None) -> ResolvedRecipe:
-    """Read, merge, override and validate a recipe file. Loads no model."""
+def load_recipe(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None,
+                paths_from_folder: bool = True) -> ResolvedRecipe:
+    """Read, merge, override and validate a recipe file. Loads no model. Relative paths in it are read from its
+    folder (``paths_from_folder=False``: as written, e.g. a run's recipe.yaml, whose paths are the ones it ran on)."""
     if registry is None:
         from loopkit.plugins import registry as installed_registry
 
@@ -349,4 +351,4 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, registry: 
     path = Path(path)
     data = _read_yaml(path.absolute(), ())
     data = apply_overrides(data, overrides or [], shown(path))
-    return parse_recipe(data, shown(path), registry, path.absolute().parent)
+    return parse_recipe(data, shown(path), registry, path.absolute().parent if paths_from_folder else None)
