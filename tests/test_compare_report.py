@@ -48,6 +48,7 @@ def test_compare_runs_every_arm_then_a_rerun_skips_them_and_report_summarises(wr
     for arm in report["arms"].values():
         assert arm["seeds"] == [3, 4] and arm["final_accuracy"]["n"] == 2 and arm["teacher_calls"]["mean"] == 6
         assert arm["training"]["steps"]["n"] == 2 and arm["training"]["tokens"]["mean"] > 0
+        assert arm["final_train_loss"]["n"] == 2 and arm["final_train_loss"]["mean"] > 0
     pairs = {(e["arm"], e["baseline"]): e for e in report["paired"]}
     assert set(pairs) == {("loss", "random"), ("loss", "static"), ("random", "static"), ("loss", "static-matched"),
                           ("random", "static-matched"), ("static-matched", "static")}

@@ -87,3 +87,29 @@ def test_every_recipe_field_and_builtin_param_is_in_the_reference():
         expected += [f"`{entry.name}.params.{n}`" for n, f in params.model_fields.items() if not f.exclude]
     missing = [e for e in expected if e not in RECIPE]
     assert not missing, f"undocumented in docs/recipe.md (run python docs/make_recipe_reference.py): {missing}"
+
+
+def test_every_field_in_the_reference_has_a_meaning_and_a_type_a_recipe_writer_reads():
+    rows = [line for line in RECIPE.splitlines() if line.startswith("| `")]
+    assert len(rows) > 100
+    for row in rows:
+        field, kind, _, meaning = [cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:5]]
+        assert meaning, f"docs/recipe.md: {field} has no meaning (give its Field a description)"
+        assert not re.search(r"<class|loopkit\.|Annotated|Validator|Spec\b|Params\b", kind), f"{field}: type {kind}"
+
+
+def test_the_readme_default_run_table_is_the_one_benchmarks_readme_numbers_writes():
+    """The numbers are generated (python benchmarks/readme_numbers.py [RUN_DIR]), never typed: the section must
+    be exactly what the script renders for the numbers it shows, round rows in order from round 0."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("readme_numbers", ROOT / "benchmarks" / "readme_numbers.py")
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # its dataclass looks its module up
+    spec.loader.exec_module(script)
+    shown = script.section((ROOT / "README.md").read_text())
+    table = script.parse(shown)
+    assert script.render(table) == shown
+    assert [r[0] for r in table.rows] == list(range(len(table.rows))) and table.rows[0][1:3] == (0, 0)
+    assert table.subtasks and all(len(r[4]) == len(table.subtasks) for r in table.rows)

@@ -94,6 +94,15 @@ def test_the_model_card_states_base_prompt_and_accuracy(run, exported):
     assert str(run.parent) not in card
 
 
+def test_the_export_and_the_run_respect_the_umask_so_a_teammate_can_read_them(run, exported):
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    files = [p for root in (run, exported[0]) for p in root.rglob("*") if p.is_file() and p.name != ".lock"]
+    assert files and {p.stat().st_mode & 0o666 for p in files} <= {0o666 & ~mask, 0o644 & ~mask}  # sqlite: 0644
+
+
 def test_trl_trains_on_the_exported_data_as_is(exported, tmp_path):
     from datasets import load_dataset
     from trl import SFTConfig, SFTTrainer

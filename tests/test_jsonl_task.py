@@ -145,3 +145,22 @@ def test_the_gsm8k_recipe_validates_offline_and_says_what_it_could_not_check():
     output = " ".join(result.output.split())
     assert result.exit_code == 0, result.output
     assert "not checked here: task.params.path: dataset 'openai/gsm8k'" in output and "data not loaded here" in output
+
+
+def test_relative_paths_are_read_from_the_recipe_folder_and_a_missing_one_names_its_field_and_full_path(
+        write_recipe, tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "seeds.jsonl", GSM8K)
+    write_jsonl(tmp_path / "data" / "train.jsonl", GSM8K[:7])
+    write_jsonl(tmp_path / "data" / "test.jsonl", GSM8K[7:])
+    path = recipe(write_recipe, tmp_path, seed_file="data/seeds.jsonl")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # not the recipe's folder
+    assert validate(path).exit_code == 0, validate(path).output
+    local = validate(path, "task.name=hf-dataset", "task.params={path: json, checker: numeric, "
+                           "data_files: {train: data/train.jsonl, test: data/test.jsonl}}")
+    assert local.exit_code == 0 and "7 seeds, 3 test" in local.output, local.output
+    missing = validate(path, "task.params.test_file=data/nope.jsonl")
+    assert missing.exit_code == 1
+    assert f"{tmp_path / 'data' / 'nope.jsonl'}: file not found (task.params.test_file;" in missing.output.replace("\n", "")

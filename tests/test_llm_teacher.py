@@ -208,3 +208,18 @@ def test_an_unknown_model_id_offline_is_one_line_saying_how_to_get_it(write_reci
     line = result.output.strip()
     assert "\n" not in line and "neither a local directory nor a model in the local hub cache" in line, line
     assert "huggingface-cli download" in line and "Traceback" not in line
+
+
+@pytest.mark.parametrize("model, expect", [
+    ("tiny", None),
+    ("3", "teacher.params.model: write a model as a name (tiny) or a mapping"),
+    ("null", "teacher.params.model: write a model as a name (tiny) or a mapping ({name: hf, params: {path: ...}}), not null"),
+    ("{name: tiny, params: {bogus: 1}}", "teacher.params.model: params.bogus: unknown field"),
+])
+def test_the_nested_model_takes_the_short_form_and_its_errors_never_name_an_internal_class(write_recipe, model, expect):
+    result = CliRunner().invoke(build_app(), ["validate", str(write_recipe()), "--set", "teacher.name=hf",
+                                              "--set", f"teacher.params.model={model}"], env={"COLUMNS": "300"})
+    if expect is None:
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code == 1 and expect in result.output and "ModelSpec" not in result.output

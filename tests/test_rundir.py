@@ -290,3 +290,13 @@ def test_a_run_whose_header_cannot_be_written_leaves_no_directory(tmp_path, monk
     with pytest.raises(RunDirError, match=r"^cannot write .*/recipe\.yaml: No space left on device; free space, then run again$"):
         RunDir.start(tmp_path / "runs", "full", "name: full\n", {"seed": 0})
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o077])
+def test_run_files_are_written_with_the_mode_the_umask_gives_like_any_other_tool(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        written = RunDir(tmp_path).write_json("round-000/metrics.json", {})
+    finally:
+        os.umask(old)
+    assert written.stat().st_mode & 0o777 == 0o666 & ~mask

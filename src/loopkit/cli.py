@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 from loopkit import __version__, stopping
 from loopkit.errors import LoopkitError
 from loopkit.files import check_dir_target, os_error_message, printable, shown
-from loopkit.secrets import redact
+from loopkit.secrets import masked_command, masked_override, redact
 
 err_console = Console(stderr=True)
 console = Console()
@@ -38,6 +38,11 @@ def _debug_enabled(ctx: typer.Context | None) -> bool:
 
 class LoopkitGroup(TyperGroup):
     """Converts every error raised by a command into one line and an exit code."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        # The command line as given (secrets masked), for the run's manifest.json.
+        ctx.meta[COMMAND] = ["loopkit", *masked_command(list(args))]
+        return super().parse_args(ctx, _debug_first(args))
 
     def invoke(self, ctx: typer.Context) -> Any:
         stopping.reset()
@@ -67,6 +72,18 @@ class LoopkitGroup(TyperGroup):
             _print_error(f"unexpected {type(exc).__name__}: {redact(str(exc))} "
                          "(this is a bug in loopkit or a plugin; rerun with --debug for the traceback)")
             ctx.exit(1)
+
+
+COMMAND = "loopkit.command"  # ctx.meta key: the command line, masked
+
+
+def _debug_first(args: list[str]) -> list[str]:
+    """``--debug`` is the group's option; accept it after the command too (``loopkit run x.yaml --debug``)."""
+    end = args.index("--") if "--" in args else len(args)
+    head = [a for a in args[:end] if a != "--debug"]
+    if len(head) == end:
+        return args
+    return ["--debug", *head, *args[end:]]
 
 
 def _print_error(message: str) -> None:
@@ -132,6 +149,15 @@ def _with_strict(overrides: list[str] | None, strict: bool) -> list[str]:
     return [*(overrides or []), *(["task.params.strict=true"] if strict else [])]
 
 
+def _status(entry) -> str:
+    """``ok``, or ``needs PACKAGE (how to install it)`` for a component whose optional package is missing here."""
+    try:
+        missing = entry.load().missing()
+    except Exception:  # a plugin's broken class is run's to report, with its own error
+        return "ok"
+    return f"needs {missing}" if missing else "ok"
+
+
 def build_app() -> typer.Typer:
     """A fresh app with every plugin's commands added (tests build one per test)."""
     app = typer.Typer(
@@ -148,6 +174,7 @@ def build_app() -> typer.Typer:
 
     @app.command()
     def run(
+        ctx: typer.Context,
         recipe: Optional[Path] = typer.Argument(None, help="The recipe YAML file (optional with --resume)."),
         overrides: Optional[List[str]] = OverridesOption,
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Parent directory for the run directory (default: the recipe's output_dir)."),
@@ -158,27 +185,31 @@ def build_app() -> typer.Typer:
         grace: Optional[float] = GraceOption,
     ) -> None:
         """Run the closed loop of a recipe; everything lands in a new run directory (or the one resumed)."""
+        # The command line and its overrides (secrets masked), for the run's manifest.json.
+        command = {"command": shlex.join(ctx.meta.get(COMMAND, [])),
+                   "overrides": [masked_override(o) for o in overrides or []]}
         with stopping.handling(grace):
-            _run(recipe, overrides, output, resume, no_cache, dry_run, strict)
+            _run(recipe, overrides, output, resume, no_cache, dry_run, strict, command)
 
-    def _run(recipe, overrides, output, resume, no_cache, dry_run, strict) -> None:
+    def _run(recipe, overrides, output, resume, no_cache, dry_run, strict, command) -> None:
         from loopkit.errors import LoopkitError
         from loopkit.recipe import load_recipe
 
         if recipe is None and resume is None:
             raise LoopkitError("give a recipe (loopkit run RECIPE) or a run directory to continue (loopkit run --resume RUN_DIR)")
+        own = resume is not None and recipe is None  # the run's own recipe.yaml: its paths are as the run used them
         if resume is not None:
             from loopkit.runner import resumable
 
             recipe = resumable(resume, recipe)
-        resolved = load_recipe(recipe, _with_strict(overrides, strict))
+        resolved = load_recipe(recipe, _with_strict(overrides, strict), paths_from_folder=not own)
         if dry_run:
             from loopkit.runner import dry_run as print_plan
 
             return print_plan(resolved, console)
         from loopkit.runner import run_with_display
 
-        run_with_display(resolved, output, console, use_cache=not no_cache, resume=resume)
+        run_with_display(resolved, output, console, use_cache=not no_cache, resume=resume, command=command)
 
     @app.command()
     def validate(
@@ -393,7 +424,7 @@ def build_app() -> typer.Typer:
 
         reg = registry()
         rows = [
-            {"kind": e.kind, "name": e.name, "distribution": e.distribution, "version": e.version, "status": "ok"}
+            {"kind": e.kind, "name": e.name, "distribution": e.distribution, "version": e.version, "status": _status(e)}
             for e in reg.entries()
         ] + [
             {"kind": "plugin", "name": f.entry_point, "distribution": f.distribution, "version": f.version,
@@ -407,7 +438,8 @@ def build_app() -> typer.Typer:
 
         table = Table("kind", "name", "distribution", "version", "status", title="loopkit plugins")
         for row in rows:
-            status = "[green]ok[/]" if row["status"] == "ok" else f"[red]{row['status']}[/]"
+            status = {"ok": "[green]ok[/]", "needs": f"[yellow]{row['status']}[/]"}.get(row["status"].split()[0],
+                                                                                  f"[red]{row['status']}[/]")
             table.add_row(row["kind"], row["name"], row["distribution"], row["version"], status)
         console.print(table)
 

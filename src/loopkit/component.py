@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import os
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo
+
+RECIPE_FOLDER = "recipe_folder"  # validation context: the folder relative paths in a recipe are relative to
 
 
 class Params(BaseModel):
@@ -17,6 +20,37 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+def in_recipe_folder(value: Any, info: ValidationInfo) -> Any:
+    """A relative path (or the paths in a list or mapping) read against the recipe's folder, as ``include:`` is:
+    a recipe means the same files from any working directory. Validated without a recipe (``context``), as is."""
+    folder = (info.context or {}).get(RECIPE_FOLDER)
+    if folder is None:
+        return value
+    if isinstance(value, list):
+        return [in_recipe_folder(v, info) for v in value]
+    if isinstance(value, dict):
+        return {k: in_recipe_folder(v, info) for k, v in value.items()}
+    if not isinstance(value, str) or not value or os.path.isabs(value) or value.startswith("~"):
+        return value
+    return os.path.normpath(os.path.join(folder, value))
+
+
+def local_in_recipe_folder(value: Any, info: ValidationInfo) -> Any:
+    """A name that is a local path or a hub id (``org/name``): a path where it is one from the recipe's folder
+    (or is written as one, ``./x``), else the hub id as written."""
+    folder = (info.context or {}).get(RECIPE_FOLDER)
+    if folder is None or not isinstance(value, str):
+        return value
+    local = in_recipe_folder(value, info)
+    return local if value.startswith((".", os.sep)) or os.path.exists(local) else value
+
+
+# Fields of a component's Params that name files: ``seed_file: RecipePath``. Relative paths in a recipe
+# resolve against its folder (and are recorded resolved in the run's recipe.yaml).
+RecipePath = Annotated[str, AfterValidator(in_recipe_folder)]
+LocalOrHub = Annotated[str, AfterValidator(local_in_recipe_folder)]
+
+
 class Component:
     """A class registered under a kebab-case name, configured by its nested ``Params`` model."""
 
@@ -24,6 +58,12 @@ class Component:
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params if params is not None else self.Params()
+
+    @classmethod
+    def missing(cls) -> str | None:
+        """What the component needs that is not installed here, as "PACKAGE (how to install it)"; None if nothing.
+        ``list-plugins`` shows it, ``validate`` says it, and ``run`` refuses before loading anything."""
+        return None
 
 
 def _location(loc: tuple) -> str:

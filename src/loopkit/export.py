@@ -23,7 +23,7 @@ from typing import Any
 
 from loopkit import lmeval
 from loopkit.errors import LoopkitError
-from loopkit.files import check_dir_target
+from loopkit.files import check_dir_target, respect_umask
 from loopkit.records import Sample
 from loopkit.rundir import COMPLETE, RECIPE, RunDir, refused_write
 
@@ -397,6 +397,7 @@ def export_run(run_dir: str | Path, to: str | Path, round: int | None = None, me
         (target / "model" / "README.md").write_text(
             model_card(run, summary, round, kind, student, task, test[0]["question"], license_id, line, relative, note),
             encoding="utf-8")
+        respect_umask(target)  # copies of private files, and what libraries wrote private (a merged model)
     except BaseException as exc:  # no half-written export left behind
         _remove(target, keep_dir=not created)
         refused = refused_write(exc)

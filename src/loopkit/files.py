@@ -177,3 +177,34 @@ def check_dir_target(path: str | os.PathLike, option: str) -> None:
     problem = dir_target_problem(path)
     if problem:
         raise LoopkitError(f"{option} {shown(path)}: {problem}")
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux), else set back at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 less the umask (a temp file made private must be set to it)."""
+    return 0o666 & ~umask()
+
+
+def respect_umask(root: str | os.PathLike) -> None:
+    """Give every file under ``root`` at least the read/write bits the umask allows: some libraries write private
+    files (0600: a safetensors save, a temp file renamed into place), which a teammate could not read."""
+    mode = file_mode()
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            current = os.lstat(path).st_mode
+            if stat.S_ISREG(current) and (current & 0o666) != mode & 0o666:
+                os.chmod(path, (current & ~0o666 & 0o7777) | mode)

@@ -129,6 +129,7 @@ def prepare(resolved: ResolvedRecipe, unchecked: list[str] | None = None) -> Pre
     """
     build = resolved.build
     task, student, teacher, selector, trainer = (build(role) for role in ("task", "student", "teacher", "selector", "trainer"))
+    _unless_unavailable(lambda: check_installed(resolved), unchecked)
     data = _unless_unavailable(lambda: load_task_data(task, resolved), unchecked)
     if data is not None:
         fit = validate_fit(resolved, data, task, student, trainer, teacher)
@@ -136,6 +137,22 @@ def prepare(resolved: ResolvedRecipe, unchecked: list[str] | None = None) -> Pre
     _unless_unavailable(lambda: bind_teacher(teacher, task, resolved), unchecked)
     plan = plan_rounds(resolved.recipe.loop, selector.needs)
     return PreparedRun(resolved, task, student, teacher, selector, trainer, data, plan)
+
+
+def check_installed(resolved: ResolvedRecipe) -> None:
+    """UnavailableError naming the first component (or model inside a component's params) whose package is not
+    installed here, and how to install it: ``run`` stops before loading anything, ``validate`` says it."""
+    from loopkit.models.spec import ModelSpec
+
+    recipe = resolved.recipe
+    for role in ("task", "student", "teacher", "selector", "trainer"):
+        named = [(f"{role}.name", getattr(recipe, role).name, resolved.classes[role])]
+        named += [(f"{role}.params.{field}.name", value.name, value.component())
+                  for field, value in resolved.params[role] if isinstance(value, ModelSpec)]
+        for where, name, cls in named:
+            missing = cls.missing()
+            if missing:
+                raise UnavailableError(f"{resolved.source}: {where}: '{name}' needs {missing}, which is not installed here")
 
 
 def validate_recipe(resolved: ResolvedRecipe) -> tuple[TaskData | None, list[str]]:

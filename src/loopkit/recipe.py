@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from loopkit.component import Component, format_validation_error
+from loopkit.component import RECIPE_FOLDER, Component, format_validation_error
 from loopkit.secrets import refuse_literal_secrets, remember_recipe_secrets
 from loopkit.errors import LoopkitError, RecipeError
 from loopkit.files import MiB, name_problem, read_text, shown
@@ -302,8 +302,9 @@ def _override_value(raw: str, item: str) -> Any:
     return value
 
 
-def parse_recipe(data: dict, source: str, registry: Registry) -> ResolvedRecipe:
-    """Validate the recipe structure, then every component's params with its own model."""
+def parse_recipe(data: dict, source: str, registry: Registry, folder: str | Path | None = None) -> ResolvedRecipe:
+    """Validate the recipe structure, then every component's params with its own model; relative paths in them
+    are read against ``folder`` (the recipe's)."""
     literal = refuse_literal_secrets(data)  # first: no later message may quote a secret
     if literal:
         raise RecipeError(f"{source}: {literal}")
@@ -321,7 +322,7 @@ def parse_recipe(data: dict, source: str, registry: Registry) -> ResolvedRecipe:
         except LoopkitError as exc:
             raise RecipeError(f"{source}: {role}.name: {exc}") from None
         try:
-            params[role] = cls.Params.model_validate(spec.params)
+            params[role] = cls.Params.model_validate(spec.params, context={RECIPE_FOLDER: folder} if folder else None)
         except ValidationError as exc:
             raise RecipeError(format_validation_error(source, f"{role}.params", exc)) from None
         classes[role] = cls
@@ -339,8 +340,10 @@ def _check_cross_fields(recipe: Recipe, classes: dict[str, type], source: str) -
         raise RecipeError(f"{source}: selector.name: {problem}")
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None) -> ResolvedRecipe:
-    """Read, merge, override and validate a recipe file. Loads no model."""
+def load_recipe(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None,
+                paths_from_folder: bool = True) -> ResolvedRecipe:
+    """Read, merge, override and validate a recipe file. Loads no model. Relative paths in it are read from its
+    folder (``paths_from_folder=False``: as written, e.g. a run's recipe.yaml, whose paths are the ones it ran on)."""
     if registry is None:
         from loopkit.plugins import registry as installed_registry
 
@@ -348,4 +351,4 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, registry: 
     path = Path(path)
     data = _read_yaml(path.absolute(), ())
     data = apply_overrides(data, overrides or [], shown(path))
-    return parse_recipe(data, shown(path), registry)
+    return parse_recipe(data, shown(path), registry, path.absolute().parent if paths_from_folder else None)

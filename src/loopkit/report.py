@@ -53,6 +53,7 @@ class Run:
     budget: int = 0  # the recipe's sample budget: the AUC's axis
     recipe: str = ""  # the recipe the run was made from (its file's stem), for titles
     training: dict = field(default_factory=dict)  # totals over rounds: steps, tokens, seconds (None: unknown)
+    final_loss: float | None = None  # the training loss of the last round that trained (None: none said)
 
 
 def find_runs(paths: list[Path]) -> list[Run]:
@@ -101,10 +102,21 @@ def _read_run(path: Path) -> Run:
     if run.has_round(0):
         rows = [row.to_json() for row in run.rows()]
         fidelity = [{**row, "round": t} for t in range(len(rows)) for row in run.fidelity(t)]
-        training = _training([run.metrics(t).get("train") for t in range(1, len(rows))])
+        trains = [run.metrics(t).get("train") for t in range(1, len(rows))]
+        training, final_loss = _training(trains), _final_loss(trains)
     else:  # summary.json alone: a run copied without its round directories
         rows, fidelity, training = [row.to_json() for row in run.summary_rows()], [], dict.fromkeys(TRAINING)
-    return Run(path, arm, seed, task, rows, fidelity, budget, name, training)
+        final_loss = None
+    return Run(path, arm, seed, task, rows, fidelity, budget, name, training, final_loss)
+
+
+def _final_loss(rounds: list[Any]) -> float | None:
+    """The mean training loss (``train_loss``) of the last round that trained, or None."""
+    for train in reversed(rounds):
+        if isinstance(train, dict) and not train.get("skipped"):
+            loss = train.get("train_loss")
+            return float(loss) if isinstance(loss, (int, float)) and not isinstance(loss, bool) else None
+    return None
 
 
 def _budget(run: RunDir, recipe: dict) -> int:
@@ -219,6 +231,7 @@ def summarize(runs: list[Run], target: float) -> dict[str, Any]:
             "cost_to_target": {k: mean_se([n_to_reach(r.rows, target, k) for r in mine]) for k in SPEND},
             **{k: mean_se([r.rows[-1].get(k, 0) or 0 for r in mine]) for k in SPEND},
             "training": {k: mean_se([r.training.get(k) for r in mine]) for k in TRAINING},
+            "final_train_loss": mean_se([r.final_loss for r in mine]),
             "curve": _curve(mine),
         }
     budgets = sorted({r.budget for r in runs})
@@ -392,7 +405,7 @@ def tables(report: dict[str, Any]) -> list[Any]:
     spread = _spread(arms)
     main = Table("arm", "seeds", "final accuracy", "AUC", f"N({target:g})", "teacher calls", "tokens", "USD",
                  title=f"{report.get('title') or 'runs'}: {spread} ({budget})")
-    compute = Table("arm", "train steps", "train tokens", "train seconds", f"teacher calls to {target:g}",
+    compute = Table("arm", "train steps", "train tokens", "train seconds", "final train loss", f"teacher calls to {target:g}",
                     f"tokens to {target:g}", f"USD to {target:g}",
                     title=f"training compute (total per run) and teacher cost to reach accuracy {target:g}")
     for arm, a in arms.items():
@@ -403,6 +416,7 @@ def tables(report: dict[str, Any]) -> list[Any]:
                      cell(a["teacher_calls"], "{:,.0f}"), cell(a["teacher_tokens"], "{:,.0f}"), cell(a["usd"], "{:.4f}"))
         t, c = a["training"], a["cost_to_target"]
         compute.add_row(arm, cell(t["steps"], "{:,.0f}"), cell(t["tokens"], "{:,.0f}"), cell(t["seconds"], "{:,.0f}"),
+                        cell(a.get("final_train_loss") or mean_se([]), "{:.3f}"),
                         cell(c["teacher_calls"], "{:,.0f}"), cell(c["teacher_tokens"], "{:,.0f}"), cell(c["usd"], "{:.4f}"))
     out: list[Any] = [main, compute, *_subtask_table(arms, spread), *report.get("baselines", {}).values()]
     if report["paired"]:

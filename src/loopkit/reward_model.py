@@ -17,11 +17,11 @@ from typing import Any, Sequence
 import numpy as np
 from pydantic import Field, field_validator
 
-from loopkit.component import Params
+from loopkit.component import LocalOrHub, Params
 
 
 class RewardModelParams(Params):
-    model: str = Field(min_length=1, description="reward model: local directory or hub id")
+    model: LocalOrHub = Field(min_length=1, description="reward model: local directory or hub id")
 
     @field_validator("model")
     @classmethod
@@ -29,7 +29,7 @@ class RewardModelParams(Params):
         from loopkit.models.hf import check_model_path
 
         return check_model_path(path)
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="question + answer pairs scored together")
     max_length: int = Field(1024, ge=8, description="longest question + answer, in reward-model tokens")
 
 

@@ -33,7 +33,7 @@ from typing import Any, Iterable
 from pydantic import BaseModel, ValidationError
 
 from loopkit.errors import LoopkitError, RunDirError, RunInUseError
-from loopkit.files import dir_target_problem, reason, shown, utf8_problem
+from loopkit.files import dir_target_problem, file_mode, reason, respect_umask, shown, utf8_problem
 from loopkit.journal import FILENAME as JOURNAL, Journal
 from loopkit.records import RoundRow, Sample, prompt_variant
 
@@ -94,6 +94,16 @@ class RunDir:
             shutil.rmtree(run.path, ignore_errors=True)
             raise run.write_error(exc, "run again") or exc
         return run
+
+    def grow(self, recipe: str, changes: dict[str, list], command: dict | None = None) -> None:
+        """Record a resume that extends the run (more rounds, a raised budget): ``recipe`` becomes recipe.yaml, and
+        manifest.json gets its fingerprint and, under ``grown``, when and what changed ({field: [old, new]}), by
+        which ``command``."""
+        manifest = self.manifest()
+        grown = [*manifest.get("grown", []),
+                 {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "changes": changes, **(command or {})}]
+        self.write_text(RECIPE, recipe)
+        self.write_json(MANIFEST, {**manifest, "recipe_fingerprint": self.recipe_fingerprint(), "grown": grown})
 
     @staticmethod
     def check_parent(parent: str | Path) -> None:
@@ -206,6 +216,7 @@ class RunDir:
         except OSError as exc:
             raise _naming(exc, target) from exc
         try:
+            os.fchmod(fd, file_mode())  # mkstemp makes it 0600: a teammate could not read a shared run
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
@@ -264,6 +275,7 @@ class RunDir:
         self.write_json(self.round_path(round_no) / "metrics.json", {**row.to_json(), **extra})
 
     def mark_complete(self, round_no: int) -> None:
+        respect_umask(self.round_path(round_no))  # what libraries wrote there (a saved model) included
         # Empty: it needs no data block, so a disk that filled up once the round's files were written cannot fail it.
         self.write_text(self.round_path(round_no) / COMPLETE, "")
 

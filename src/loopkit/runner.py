@@ -81,11 +81,16 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", module="torch")
 
 
-def start_run_dir(resolved: ResolvedRecipe, output: Path | None) -> RunDir:
-    """A new run directory (locked by this process) with the resolved recipe and the manifest (versions, seed)."""
-    recipe = f"# resolved from {resolved.source}\n" + yaml.safe_dump(resolved.resolved_dict(), sort_keys=False)
-    manifest = {"seed": resolved.recipe.seed, "recipe": resolved.source, **describe(registry())}
-    return RunDir.start(output or resolved.recipe.output_dir, resolved.recipe.name, recipe, manifest)
+def start_run_dir(resolved: ResolvedRecipe, output: Path | None, command: dict | None = None) -> RunDir:
+    """A new run directory (locked by this process) with the resolved recipe and the manifest (versions, seed, and
+    ``command``: the command line and its --set overrides, secrets masked)."""
+    manifest = {"seed": resolved.recipe.seed, "recipe": resolved.source, **(command or {}), **describe(registry())}
+    return RunDir.start(output or resolved.recipe.output_dir, resolved.recipe.name, _recipe_text(resolved), manifest)
+
+
+def _recipe_text(resolved: ResolvedRecipe) -> str:
+    """recipe.yaml: the resolved recipe, saying where it came from."""
+    return f"# resolved from {resolved.source}\n" + yaml.safe_dump(resolved.resolved_dict(), sort_keys=False)
 
 
 def _tidy(run_dir: RunDir) -> str:
@@ -163,34 +168,64 @@ def resumable(run_dir: Path, recipe: Path | None) -> Path:
     return recipe if recipe is not None else run_dir / RECIPE  # as given: messages name it the way the user did
 
 
-def _check_same_recipe(resolved: ResolvedRecipe, run_dir: Path) -> None:
-    """A run continues only under the recipe that started it (seed, data and components included)."""
+# What a resumed run may change: how far it goes, never what its complete rounds did. A field not here (the
+# seed, the data, a component or its params, the round size...) changes what the rounds done would have made.
+GROWABLE = {
+    "loop.rounds": "raised, in mode active (a static mode plans its rounds from the count)",
+    "budget.samples": "raised or removed",
+    "budget.teacher_calls": "raised or removed",
+    "budget.teacher_tokens": "raised or removed",
+    "budget.usd": "raised or removed",
+}
+
+
+def _may_grow(field: str, old, new, mode: str) -> bool:
+    if field == "loop.rounds":
+        return mode == "active" and isinstance(old, int) and isinstance(new, int) and new > old
+    if field.startswith("budget."):
+        return new is None or (old is not None and new >= old)
+    return False
+
+
+def growth_rule() -> str:
+    return "; ".join(f"{field} ({rule})" for field, rule in GROWABLE.items())
+
+
+def check_resumable_recipe(resolved: ResolvedRecipe, run_dir: Path) -> dict[str, list]:
+    """A run continues only under the recipe that started it (seed, data and components included), grown at
+    most as ``GROWABLE`` allows. Returns the growth: {field: [old, new]} ({} for the same recipe)."""
     stored = RunDir(run_dir).recipe()
     current = resolved.resolved_dict()
-    changed = _first_difference(stored, current)
-    if changed is not None:
+    changes = _differences(stored, current)
+    mode = (current.get("loop") or {}).get("mode")
+    refused = [f for f, (old, new) in changes.items() if not (f in GROWABLE and _may_grow(f, old, new, mode))]
+    if refused:
+        differ = f"{refused[0]} differs" if len(refused) == 1 else f"{', '.join(refused)} differ"
         raise LoopkitError(
-            f"--resume {run_dir}: the run was made by a different recipe ({changed} differs); resume with the "
-            "recipe it was made with (or none: loopkit run --resume RUN_DIR), or start a new run"
+            f"--resume {run_dir}: the run was made by a different recipe ({differ}); a resume may change only "
+            f"{growth_rule()}; resume with the recipe it was made with (or none: loopkit run --resume RUN_DIR), "
+            "or start a new run"
         )
+    return changes
 
 
-def _first_difference(a, b, path: str = "") -> str | None:
+def _differences(a, b, path: str = "") -> dict[str, list]:
+    """{dotted field: [a's value, b's value]} for every leaf where the two recipes differ."""
     if isinstance(a, dict) and isinstance(b, dict):
+        found: dict[str, list] = {}
         for key in sorted(set(a) | set(b), key=str):
-            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
-            if found is not None:
-                return found
-        return None
-    return None if a == b else (path or "the recipe")
+            found.update(_differences(a.get(key), b.get(key), f"{path}.{key}" if path else str(key)))
+        return found
+    return {} if a == b else {path or "the recipe": [a, b]}
 
 
 def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Console, use_cache: bool = True,
-                     resume: Path | None = None) -> RunResult:
+                     resume: Path | None = None, command: dict | None = None) -> RunResult:
     quiet_libraries()
     progress = RichProgress(console)
+    growth: dict[str, list] = {}
     if resume is not None:
-        _check_same_recipe(resolved, resume)
+        growth = check_resumable_recipe(resolved, resume)
     else:
         RunDir.check_parent(output or resolved.recipe.output_dir)  # a bad --output fails before any model loads
     prepared = prepare(resolved)  # builds components and checks the data before anything is written
@@ -204,10 +239,19 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
         if resume is not None:
             run_dir = RunDir(resume)
             done = loop.open(run_dir, resume=True)  # checks the run's files, then takes its lock; nothing written yet
-            console.print(f"resuming {run_dir.path} after round {done}", highlight=False)
+            if growth:
+                with stopping.deferred():  # recipe.yaml and its fingerprint change together
+                    run_dir.grow(_recipe_text(resolved), growth, command)
+                grown = ", ".join(f"{field} {old} -> {new}" for field, (old, new) in growth.items())
+                console.print(f"growing {run_dir.path}: {grown}", highlight=False)
+            if done >= prepared.plan.last and not growth:
+                console.print(f"{run_dir.path} is already complete (rounds 0-{done}); to extend it, resume it with a "
+                              f"--set of {growth_rule()}", highlight=False)
+            else:
+                console.print(f"resuming {run_dir.path} after round {done}", highlight=False)
         else:
             with stopping.deferred():  # a run directory gets its header files (recipe, manifest) before a stop
-                run_dir = start_run_dir(resolved, output)
+                run_dir = start_run_dir(resolved, output, command)
             console.print(f"run directory: {run_dir.path}", highlight=False)
         held = True
         stopping.on_exit_now(lambda: _tidy(run_dir))

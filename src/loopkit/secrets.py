@@ -100,3 +100,25 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+def masked_override(item: str) -> str:
+    """A ``--set key=value`` as a record may keep it: the value masked if the key is named like a secret or the value
+    holds URL credentials, and any remembered secret masked."""
+    key, sep, value = item.partition("=")
+    if sep and (_SECRET_NAME.search(key.strip().rsplit(".", 1)[-1]) or _url_credentials(value)):
+        return f"{key}={MASK}"
+    return redact(item)
+
+
+def masked_command(args: list[str]) -> list[str]:
+    """A command line as a record may keep it: each ``--set`` value through ``masked_override``."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg.startswith("--set="):
+            out.append("--set=" + masked_override(arg.removeprefix("--set=")))
+        elif i > 0 and args[i - 1] == "--set":
+            out.append(masked_override(arg))
+        else:
+            out.append(redact(arg) if not _url_credentials(arg) else MASK)
+    return out

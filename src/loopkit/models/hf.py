@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from loopkit.component import Params
+from loopkit.component import LocalOrHub, Params
 from loopkit.device import best_device, resolve_dtype
 from loopkit.errors import LoopkitError
 from loopkit.models.base import ModelSource
@@ -17,9 +17,10 @@ from loopkit.models.base import ModelSource
 
 class HFModel(ModelSource):
     class Params(Params):
-        path: str = Field(description="hub id (e.g. HuggingFaceTB/SmolLM2-135M-Instruct) or local directory")
-        dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$")
-        revision: str | None = None
+        path: LocalOrHub = Field(description="hub id (e.g. HuggingFaceTB/SmolLM2-135M-Instruct) or local directory")
+        dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$",
+                           description="weights' dtype; auto: bfloat16 where the hardware has it, else float32")
+        revision: str | None = Field(None, description="a hub revision (branch, tag or commit) of the model")
 
         @field_validator("path")
         @classmethod

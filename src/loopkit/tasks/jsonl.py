@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from loopkit.checkers import CHECKERS, Checker
-from loopkit.component import Params
+from loopkit.component import Params, RecipePath
 from loopkit.errors import DataError
 from loopkit.files import MiB, read_text, shown
 from loopkit.records import Sample, normalize_question
@@ -30,11 +30,11 @@ MAX_FILE_BYTES = 256 * MiB  # read whole into memory; larger sets belong in the 
 
 class JsonlTask(Task):
     class Params(Params):
-        seed_file: str = Field(description="JSONL file of seed questions (the pool)")
-        test_file: str | None = Field(None, description="JSONL file of test questions; default: split test_size off seed_file")
+        seed_file: RecipePath = Field(description="JSONL file of seed questions (the pool); relative to the recipe's folder")
+        test_file: RecipePath | None = Field(None, description="JSONL file of test questions; default: split test_size off seed_file")
         test_size: float = Field(0.2, gt=0, description="without test_file: a fraction (< 1) or a count of seed_file's records")
         split_seed: int = Field(0, ge=0, description="without test_file: the shuffle that splits seed_file")
-        question_field: str = "question"
+        question_field: str = Field("question", description="the field of each record that holds the question")
         answer_field: str | None = Field("answer", description="the worked answer; null if the file has none")
         final_field: str | None = Field(None, description="the final answer; default: read from answer_field by the checker")
         checker: Literal["numeric", "exact", "boolean", "choice", "math"] = Field(
@@ -65,7 +65,7 @@ class JsonlTask(Task):
     def splits(self) -> tuple[list[Sample], list[Sample] | None]:
         """The seed records and the test records (None: split them off the seed records)."""
         p = self.params
-        return self._read(Path(p.seed_file)), self._read(Path(p.test_file)) if p.test_file is not None else None
+        return self._read(Path(p.seed_file), "seed_file"), self._read(Path(p.test_file), "test_file") if p.test_file is not None else None
 
     def load(self, seed: int) -> TaskData:
         p = self.params
@@ -92,8 +92,9 @@ class JsonlTask(Task):
             warnings = (f"{message}; removed from the seed pool",)
         return TaskData(pool=pool, test=test, warnings=warnings)
 
-    def _read(self, path: Path) -> list[Sample]:
-        text = read_text(path, MAX_FILE_BYTES, DataError, ".jsonl file")
+    def _read(self, path: Path, field: str) -> list[Sample]:
+        text = read_text(path.absolute(), MAX_FILE_BYTES, DataError, ".jsonl file",
+                         missing=f"file not found (task.params.{field}; a relative path is read from the recipe's folder)")
         records = []
         # JSON Lines are split at "\n" alone: str.splitlines would also split inside a JSON string
         # that holds U+2028 or U+0085, which JSON allows unescaped. A trailing "\r" (CRLF) is blank space.

@@ -21,9 +21,9 @@ class HFTeacher(LLMTeacher):
     max_tokens_field = "max_new_tokens"
 
     class Params(LLMTeacherParams):
-        model: ModelSpec
-        max_new_tokens: int = Field(256, ge=1, le=32768)
-        batch_size: int = Field(8, ge=1)
+        model: ModelSpec = Field(description="the teacher's model: a model component's name (tiny) or {name: hf, params: {path: ...}}")
+        max_new_tokens: int = Field(256, ge=1, le=32768, description="new tokens per call")
+        batch_size: int = Field(8, ge=1, description="prompts generated together")
 
     def __init__(self, params=None) -> None:
         super().__init__(params)

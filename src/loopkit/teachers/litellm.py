@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import importlib.util
 import os
 import random
 import re
@@ -57,6 +58,10 @@ class TeacherCallError(BatchError):
 class LiteLLMTeacher(LLMTeacher):
     backend = "litellm"
 
+    @classmethod
+    def missing(cls) -> str | None:
+        return None if importlib.util.find_spec("litellm") else "litellm (pip install 'loopkit[litellm]')"
+
     class Params(LLMTeacherParams):
         model: str = Field(description="a litellm model string, e.g. openai/gpt-4o-mini")
         api_base: str | list[str] | None = Field(
@@ -69,7 +74,7 @@ class LiteLLMTeacher(LLMTeacher):
         max_retries: int = Field(5, ge=0, description="retries of a call on 429, 5xx, malformed responses and timeouts")
         backoff: float = Field(1.0, gt=0, description="seconds before the first retry; doubles after each")
         max_backoff: float = Field(60.0, gt=0, description="the longest wait before a retry, Retry-After included")
-        max_tokens: int = Field(512, ge=1)
+        max_tokens: int = Field(512, ge=1, description="most tokens per completion (the API's max_tokens)")
 
         @field_validator("api_key_env")
         @classmethod

@@ -42,7 +42,7 @@ __all__ = ["BatchError", "Completion", "DEFAULT_TEMPLATES", "Done", "LLMTeacher"
 
 class LLMTeacherParams(TemplateParams):
     temperature: float = Field(0.7, ge=0, description="0 decodes greedily")
-    top_p: float = Field(1.0, gt=0, le=1)
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling: sample from the smallest set of tokens with this much probability")
     seed: int | None = Field(None, description="sampling seed (where the backend takes one); default: derived from the run seed and round")
 
 

