@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "loopkit"
 # Lowest first. A module may import its own layer and those below it (lazy imports included).
 LAYERS = [
     ("base", {"__init__", "errors", "files", "seeding", "secrets", "progress", "device", "hookspecs", "journal",
-              "checkers", "records", "component", "stopping", "stats"}),
+              "checkers", "records", "component", "stopping", "stats", "console"}),
     ("plugin host", {"registry", "plugins", "builtin", "environment"}),
     ("components and the run directory", {"models", "tasks", "teachers", "selectors", "trainers", "inference",
                                           "reward_model", "rundir"}),

@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
 from loopkit import __version__, stopping
+from loopkit.console import make_console
 from loopkit.errors import LoopkitError
 from loopkit.files import check_dir_target, os_error_message, printable, shown
 from loopkit.secrets import redact
 
-err_console = Console(stderr=True)
-console = Console()
+err_console = make_console(stderr=True)
+console = make_console()
 
 
 def _debug_enabled(ctx: typer.Context | None) -> bool:
@@ -77,7 +77,7 @@ def _interrupted(ctx: typer.Context, after: str | None = None) -> None:
     """A stop by a signal (Ctrl-C, SIGTERM, SIGHUP) exits with 128 + its number: 130, 143, 129."""
     try:
         err_console.print(f"Interrupted ({stopping.name()})" + (f"; while stopping: {redact(after)}" if after else "."),
-                          highlight=False, soft_wrap=True)
+                          highlight=False, markup=False, soft_wrap=True)
     except OSError:  # a closed terminal (SIGHUP) takes no more output; the exit code still says what happened
         pass
     ctx.exit(stopping.exit_code())
@@ -217,13 +217,13 @@ def build_app() -> typer.Typer:
         from loopkit.export import export_run
 
         result = export_run(run_dir, to, round, merge, license_id)
-        console.print(f"round {result.round} student ({result.model_kind}, card README.md): {result.model_dir}", highlight=False)
-        console.print(f"synthetic data ({result.rows} rows, card README.md): {result.data_dir}", highlight=False)
-        console.print(f"lm-eval task {result.lm_eval.name}: {result.lm_eval.directory}", highlight=False)
+        console.print(f"round {result.round} student ({result.model_kind}, card README.md): {result.model_dir}", highlight=False, markup=False)
+        console.print(f"synthetic data ({result.rows} rows, card README.md): {result.data_dir}", highlight=False, markup=False)
+        console.print(f"lm-eval task {result.lm_eval.name}: {result.lm_eval.directory}", highlight=False, markup=False)
         if result.lm_eval_command:
-            console.print(f"  {result.lm_eval_command}", highlight=False, soft_wrap=True)
+            console.print(f"  {result.lm_eval_command}", highlight=False, markup=False, soft_wrap=True)
         if result.lm_eval_note:
-            console.print(f"  note: {result.lm_eval_note}", highlight=False)
+            console.print(f"  note: {result.lm_eval_note}", highlight=False, markup=False)
 
     @app.command()
     def compare(
@@ -262,7 +262,7 @@ def build_app() -> typer.Typer:
         arms = plan_arms(resolved, names, seeds, static)
         target_dir = directory or Path(resolved.recipe.output_dir) / f"{resolved.recipe.name}-compare"
         check_dir_target(target_dir, "--dir")
-        console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {jobs} at a time)", highlight=False)
+        console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {jobs} at a time)", highlight=False, markup=False)
         with Progress(TextColumn("[bold]arms"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("{task.description}"), console=console) as bars:
             overall = bars.add_task("", total=len(arms))
@@ -270,7 +270,7 @@ def build_app() -> typer.Typer:
             def on_change(arm, state):
                 if state.startswith(("done", "failed", "interrupted", "not started")):
                     bars.advance(overall)
-                    console.print(f"{arm.name}: {state}", highlight=False)
+                    console.print(f"{arm.name}: {state}", highlight=False, markup=False)
                 else:
                     bars.update(overall, description=f"{arm.name} {state}")
 
@@ -280,7 +280,7 @@ def build_app() -> typer.Typer:
             unfinished = [name for name, state in states.items() if state != "done"]
             console.print(f"stopped by {stop.name}: {len(unfinished)} arm(s) unfinished ({', '.join(unfinished) or 'none'}; "
                           f"their complete rounds are kept in {target_dir}); continue with the same command: "
-                          f"{_same_command('compare')}", highlight=False, soft_wrap=True)
+                          f"{_same_command('compare')}", highlight=False, markup=False, soft_wrap=True)
             raise KeyboardInterrupt
         failed = [name for name, state in states.items() if state != "done"]
         _print_report([target_dir], target, target_dir)
@@ -322,7 +322,7 @@ def build_app() -> typer.Typer:
             console.print(f"fidelity (Spearman, own loss of seed vs offspring): per item {fmt(f['per_item_spearman'])} "
                           f"over {f['pairs']} pairs; data-set level (medians) {fmt(f['dataset_level_spearman'])} over "
                           f"{f['groups']} run-rounds", highlight=False)
-        console.print(f"wrote {out / 'report.json'} and {', '.join(p.name for p in pngs)}", highlight=False)
+        console.print(f"wrote {out / 'report.json'} and {', '.join(p.name for p in pngs)}", highlight=False, markup=False)
 
     @app.command("list-plugins")
     def list_plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
@@ -341,7 +341,7 @@ def build_app() -> typer.Typer:
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
-        from rich.table import Table
+        from loopkit.console import table as Table
 
         table = Table("kind", "name", "distribution", "version", "status", title="loopkit plugins")
         for row in rows:
@@ -379,7 +379,8 @@ def build_app() -> typer.Typer:
         from loopkit.scaffold import new_plugin
 
         root = new_plugin(kind, name, directory)
-        console.print(f"created {root}; next: pip install -e '{root}[test]' && pytest {root}", highlight=False)
+        console.print(f"created {root}; next: pip install -e '{root}[test]' && pytest {root}", highlight=False, markup=False,
+                      soft_wrap=True)  # one line to copy, on a terminal too
 
     from loopkit.plugins import plugin_host
 

@@ -130,7 +130,7 @@ def run_arms(recipe_path: Path, resolved: ResolvedRecipe, arms: list[Arm], direc
     lasts = {mode: plan_rounds(loop.model_copy(update={"mode": mode}), frozenset()).last for mode in ("active", *STATIC_MODES)}
     directory.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "COLUMNS": "120",
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            stopping.ARM_ENV: "1"}
 
     def one(arm: Arm) -> str:

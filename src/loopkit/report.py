@@ -366,7 +366,7 @@ def points(d: dict[str, Any], scale: float = 100, fmt: str = "{:+.1f}", unit: st
 
 def tables(report: dict[str, Any]) -> list[Any]:
     """What ``report`` prints: rich tables (per arm; training compute and cost to τ; paired differences), then notes."""
-    from rich.table import Table
+    from loopkit.console import table as Table
 
     target, arms = report["target"], report["arms"]
 

@@ -11,9 +11,9 @@ from typing import Iterator
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from loopkit import stopping
+from loopkit.console import table as Table
 from loopkit.environment import describe
 from loopkit.errors import LoopkitError
 from loopkit.loop import Loop, RunResult
@@ -119,7 +119,8 @@ def report_stop(console: Console, run_dir: RunDir) -> None:
         spent += f"; journal: {t['calls']} answered calls, {t['tokens']} tokens, ${t['usd']:.4f}"
     stop = stopping.requested()
     why = f" by {stop.name}" if stop else ""
-    console.print(f"stopped{why}: {kept} ({spent}); continue with: loopkit run --resume {run_dir.path}", highlight=False)
+    console.print(f"stopped{why}: {kept} ({spent}); continue with: loopkit run --resume {run_dir.path}",
+                  highlight=False, markup=False, soft_wrap=True)  # one line to copy, on a terminal too
     if stop and stop.abandoned:
         console.print(f"[yellow]warning:[/] the grace period ({stopping.grace()}s) ended with {stop.abandoned} teacher "
                       "call(s) still in flight; they were abandoned, and the resumed run may send (and pay for) them again",
@@ -127,7 +128,8 @@ def report_stop(console: Console, run_dir: RunDir) -> None:
 
 
 def results_table(result: RunResult) -> Table:
-    table = Table("round", "synthetic samples", "teacher calls", "test accuracy", "round time", title=str(result.run_dir.path))
+    # Titled by the run's name: its full path (printed above it) would stretch the table.
+    table = Table("round", "synthetic samples", "teacher calls", "test accuracy", "round time", title=result.run_dir.path.name)
     for row in result.rows:
         table.add_row(str(row.round), str(row.samples), str(row.teacher_calls), f"{row.accuracy:.1%}",
                       f"{sum(row.seconds.values()):.1f}s")
@@ -190,11 +192,11 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
         if resume is not None:
             run_dir = RunDir(resume)
             done = loop.open(run_dir, resume=True)  # checks the run's files, then takes its lock; nothing written yet
-            console.print(f"resuming {run_dir.path} after round {done}", highlight=False)
+            console.print(f"resuming {run_dir.path} after round {done}", highlight=False, markup=False)
         else:
             with stopping.deferred():  # a run directory gets its header files (recipe, manifest) before a stop
                 run_dir = start_run_dir(resolved, output)
-            console.print(f"run directory: {run_dir.path}", highlight=False)
+            console.print(f"run directory: {run_dir.path}", highlight=False, markup=False)
         held = True
         stopping.on_exit_now(lambda: _tidy(run_dir))
         with progress.bars:

@@ -1,0 +1,43 @@
+"""What a person watching a run sees: output off a terminal is never wrapped or cut; the live display."""
+
+import os
+import subprocess
+import sys
+
+from conftest import TINY_RECIPE
+
+
+def _not_a_terminal_env() -> dict[str, str]:
+    """The environment of a CI job or a log file: no COLUMNS, no forced terminal."""
+    return {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE")}
+
+
+def _deep(tmp_path, name: str):
+    """A directory whose path is far wider than 80 columns."""
+    return tmp_path / ("a-rather-long-folder-name-for-the-runs-of-this-project-" * 2) / name
+
+
+def test_output_off_a_terminal_is_never_wrapped_or_cut(write_recipe, tmp_path):
+    out = _deep(tmp_path, "runs")
+    run = subprocess.run([sys.executable, "-m", "loopkit.cli", "run", str(write_recipe()), "-o", str(out)],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600, env=_not_a_terminal_env())
+    assert run.returncode == 0, run.stdout + run.stderr
+    (run_dir,) = out.iterdir()
+    lines = run.stdout.splitlines()
+    assert len(str(run_dir)) > 150 and "…" not in run.stdout, run.stdout
+    assert f"run directory: {run_dir}" in lines, run.stdout
+    events = [line for line in lines if line.startswith("round ")]
+    assert len(events) == 3 and all(line.endswith("s)") for line in events), run.stdout  # each ends with its stage times
+    assert any(line.strip() == run_dir.name for line in lines), run.stdout  # the table's title
+    rows = [line for line in lines if line.startswith("│")]
+    assert len(rows) == 3 and all(line.endswith("│") and line.count("│") == 6 for line in rows), run.stdout
+
+
+def test_the_scaffold_command_to_copy_stays_one_line(tmp_path):
+    where = _deep(tmp_path, "plugins")
+    where.mkdir(parents=True)
+    made = subprocess.run([sys.executable, "-m", "loopkit.cli", "plugin", "new", "--kind", "selector", "--name", "wide",
+                           "--dir", str(where)], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                          env=_not_a_terminal_env())
+    root = where / "loopkit-selector-wide"
+    assert made.returncode == 0 and made.stdout == f"created {root}; next: pip install -e '{root}[test]' && pytest {root}\n", made.stdout
