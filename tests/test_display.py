@@ -41,3 +41,42 @@ def test_the_scaffold_command_to_copy_stays_one_line(tmp_path):
                           env=_not_a_terminal_env())
     root = where / "loopkit-selector-wide"
     assert made.returncode == 0 and made.stdout == f"created {root}; next: pip install -e '{root}[test]' && pytest {root}\n", made.stdout
+
+
+def test_the_live_display_shows_the_round_of_n_eta_training_loss_and_spend(write_recipe, tmp_path):
+    """The display's text, rendered at the end of each stage of a real tiny run."""
+    import io
+    import json
+    from contextlib import contextmanager
+
+    from rich.console import Console
+
+    from loopkit.console import make_console
+    from loopkit.loop import Loop
+    from loopkit.recipe import load_recipe
+    from loopkit.rundir import RunDir
+    from loopkit.runner import RichProgress
+
+    class Snapshots(RichProgress):
+        seen: dict[tuple[int, str], str] = {}
+
+        @contextmanager
+        def stage(self, round_no, name, total=None):
+            with super().stage(round_no, name, total) as bar:
+                yield bar
+                shot = Console(file=io.StringIO(), width=200)
+                shot.print(self.bars.get_renderable())
+                self.seen[round_no, name] = shot.file.getvalue()
+
+    lines = io.StringIO()
+    progress = Snapshots(make_console(file=lines))
+    result = Loop(load_recipe(write_recipe()), progress).run(RunDir.create(tmp_path / "runs", "tiny"))
+    seen = progress.seen
+    assert seen[0, "evaluate"].startswith("round 0 of 2 · ETA after round 1 · spent 0 teacher calls\n"), seen
+    assert "round 0 evaluate" in seen[0, "evaluate"] and "12/12" in seen[0, "evaluate"], seen
+    losses = [json.loads((result.run_dir.round_dir(t) / "metrics.json").read_text())["train"]["loss_curve"] for t in (1, 2)]
+    assert len(losses[0]) == json.loads((result.run_dir.round_dir(1) / "metrics.json").read_text())["train"]["steps"]
+    assert seen[1, "train"].startswith(f"round 1 of 2 · ETA after round 1 · train loss {losses[0][-1]:.4g} · spent 6 teacher calls\n"), seen
+    assert seen[2, "predict"].startswith("round 2 of 2 · ETA 0:00:"), seen  # known once round 1 took its time
+    assert f"train loss {losses[1][-1]:.4g} · spent 12 teacher calls" in seen[2, "train"], seen
+    assert "round 1 of 2: accuracy" in lines.getvalue() and "round 2 of 2: accuracy" in lines.getvalue(), lines.getvalue()

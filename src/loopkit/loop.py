@@ -125,6 +125,7 @@ class Loop:
 
     def _run(self) -> None:
         done = self.done
+        self.progress.plan(done + 1, self.plan.last)
         self.run_dir.discard_rounds_after(done)
         if done >= 0:
             self.started = time.monotonic() - self.rows[-1].elapsed
@@ -153,6 +154,10 @@ class Loop:
     def spent(self) -> dict[str, float]:
         """Spend so far in every budget currency (plus the answered calls the per-call averages need)."""
         return {"samples": len(self.synthetic), "teacher_calls": self.teacher_calls, **self.teacher.spent()}
+
+    def _report_spend(self, pending: int = 0) -> None:
+        """Tell the display what the run has spent so far (``pending``: calls made this stage, not yet counted)."""
+        self.progress.spent(self.teacher_calls + pending, self.teacher.spent()["usd"])
 
     def _over_budget(self, planned: PlannedRound) -> str | None:
         caps = self.recipe.budget.model_dump()
@@ -212,6 +217,7 @@ class Loop:
             for start in range(0, len(chosen), 64):  # in chunks, so the display moves
                 generations += self.teacher.generate(chosen[start : start + 64], t, derive_seed(self.recipe.seed, "generate", start))
                 stage.advance(min(64, len(chosen) - start))
+                self._report_spend(sum(g.calls for g in generations))
         new, dropped = [], []
         for g in generations:
             self.teacher_calls += g.calls
@@ -304,6 +310,7 @@ class Loop:
                 stage.advance(len(pool))
             signals.update(judged)
             self.teacher_calls += calls
+            self._report_spend()
             times["judge"] = time.monotonic() - clock
         if signals:
             self.run_dir.write_pool_signals(t, _signal_rows(pool, signals))

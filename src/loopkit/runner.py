@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 from loopkit import stopping
 from loopkit.console import table as Table
@@ -19,36 +21,72 @@ from loopkit.errors import LoopkitError
 from loopkit.loop import Loop, RunResult
 from loopkit.plugins import registry
 from loopkit.prepare import prepare
+from loopkit.progress import NullProgress
 from loopkit.recipe import ResolvedRecipe
 from loopkit.records import RoundRow
 from loopkit.rundir import RECIPE, RunDir
 
 
-class RichProgress:
-    """One progress bar per stage, and a line per finished round."""
+class RichProgress(NullProgress):
+    """Live: where the run is (round k of N, ETA, training loss, spend) above a bar per stage; a line per round."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.bars = Progress(
-            TextColumn("[bold]round {task.fields[round]}[/] {task.description:<9}"), BarColumn(),
-            MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
-        )
+        self.first = self.last = self.round = None  # the rounds this process runs, and the one running now
+        self.round_started = time.monotonic()
+        self.round_seconds: list[float] = []  # of this process's finished training rounds (round 0 only evaluates)
+        self.loss: float | None = None  # the latest training loss
+        self.calls, self.usd = 0, 0.0
+        self.bars = _Bars(self.status, TextColumn("[bold]round {task.fields[round]}[/] {task.description:<9}"),
+                          BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                          console=console, transient=True)
+
+    def plan(self, first: int, last: int) -> None:
+        self.first, self.last = first, last
 
     @contextmanager
     def stage(self, round_no: int, name: str, total: int | None = None) -> Iterator["_Bar"]:
+        if round_no != self.round:
+            self.round, self.round_started = round_no, time.monotonic()
         task = self.bars.add_task(name, total=total, round=round_no)
         try:
-            yield _Bar(self.bars, task)
+            yield _Bar(self, task)
         finally:
             self.bars.remove_task(task)
 
+    def spent(self, teacher_calls: int, usd: float) -> None:
+        self.calls, self.usd = teacher_calls, usd
+
+    def eta(self) -> float | None:
+        """Seconds until the last round ends: the mean time of the training rounds finished so far, for each one left."""
+        if not self.round_seconds or self.round is None or self.last is None:
+            return None
+        per_round = sum(self.round_seconds) / len(self.round_seconds)
+        return max(per_round * (self.last - self.round + 1) - (time.monotonic() - self.round_started), 0.0)
+
+    def status(self) -> str:
+        """The line above the bars, e.g. ``round 2 of 3 · ETA 0:01:10 · train loss 1.234 · spent 24 teacher calls, $0.0310``."""
+        if self.round is None or self.last is None:
+            return ""
+        eta = self.eta()
+        parts = [f"round {self.round} of {self.last}",
+                 f"ETA {_clock(eta)}" if eta is not None else f"ETA after round {max(self.first, 1)}"]
+        if self.loss is not None:
+            parts.append(f"train loss {self.loss:.4g}")
+        parts.append(f"spent {self.calls} teacher calls" + (f", ${self.usd:.4f}" if self.usd else ""))
+        return " · ".join(parts)
+
     def round_done(self, row: RoundRow) -> None:
+        if row.round >= 1:
+            self.round_seconds.append(time.monotonic() - self.round_started)
+        self.spent(row.teacher_calls, row.usd)
         times = ", ".join(f"{k} {v:.1f}s" for k, v in row.seconds.items())
         spend = f"{row.teacher_calls} teacher calls"
         if row.teacher_tokens:
             spend += f", {row.teacher_tokens:,} tokens, ${row.usd:.4f}"
+        of = f" of {self.last}" if self.last is not None else ""
         self.console.print(
-            f"round {row.round}: accuracy [bold]{row.accuracy:.1%}[/] with {row.samples} synthetic samples; "
+            f"round {row.round}{of}: accuracy [bold]{row.accuracy:.1%}[/] with {row.samples} synthetic samples; "
             f"spent {spend} ({times})",
             highlight=False,
         )
@@ -57,15 +95,38 @@ class RichProgress:
         self.console.print(message, highlight=False)
 
 
+class _Bars(Progress):
+    """rich's bars with the run's status line above them."""
+
+    def __init__(self, status: Callable[[], str], *columns: Any, **kwargs: Any) -> None:
+        self.status = status
+        super().__init__(*columns, **kwargs)
+
+    def get_renderables(self) -> Iterable[Any]:
+        status = self.status()
+        if status:
+            yield Text(status)
+        yield from super().get_renderables()
+
+
 class _Bar:
-    def __init__(self, bars: Progress, task: int) -> None:
-        self.bars, self.task = bars, task
+    def __init__(self, display: RichProgress, task: int) -> None:
+        self.display, self.task = display, task
 
     def advance(self, n: int = 1) -> None:
-        self.bars.advance(self.task, n)
+        self.display.bars.advance(self.task, n)
 
     def set_total(self, total: int) -> None:
-        self.bars.update(self.task, total=total)
+        self.display.bars.update(self.task, total=total)
+
+    def show(self, **values: float) -> None:
+        if "loss" in values:
+            self.display.loss = values["loss"]
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 def quiet_libraries() -> None:
