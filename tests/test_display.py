@@ -80,3 +80,41 @@ def test_the_live_display_shows_the_round_of_n_eta_training_loss_and_spend(write
     assert seen[2, "predict"].startswith("round 2 of 2 · ETA 0:00:"), seen  # known once round 1 took its time
     assert f"train loss {losses[1][-1]:.4g} · spent 12 teacher calls" in seen[2, "train"], seen
     assert "round 1 of 2: accuracy" in lines.getvalue() and "round 2 of 2: accuracy" in lines.getvalue(), lines.getvalue()
+
+
+def test_a_teacher_stage_moves_with_each_batch_of_the_teacher(write_recipe, tmp_path):
+    """The hf teacher (batch_size 2) moves the generate bar per batch of calls, not once at the stage's end."""
+    from contextlib import contextmanager
+
+    from loopkit.loop import Loop
+    from loopkit.progress import NullProgress
+    from loopkit.recipe import load_recipe
+    from loopkit.rundir import RunDir
+
+    class Recorded(NullProgress):
+        moves: dict[str, list[int]] = {}
+        totals: dict[str, int] = {}
+
+        @contextmanager
+        def stage(self, round_no, name, total=None):
+            moves, self.totals[name] = self.moves.setdefault(name, []), total
+
+            class Stage:
+                def advance(self, n=1):
+                    moves.append(n)
+
+                def set_total(self, total):
+                    pass
+
+                def show(self, **values):
+                    pass
+
+            yield Stage()
+
+    teacher = "teacher:\n  name: hf\n  params: {model: {name: tiny}, batch_size: 2, max_new_tokens: 8}\nselector:"
+    recipe = write_recipe(TINY_RECIPE.replace("teacher:\n  name: reasoning-gym\nselector:", teacher))
+    progress = Recorded()
+    Loop(load_recipe(recipe, ["loop.rounds=1", "selector.name=random"]), progress).run(RunDir.create(tmp_path / "runs", "t"))
+    generate = progress.moves["generate"]
+    assert progress.totals["generate"] == 12 and sum(generate) == 12, generate  # 6 seeds, two calls each
+    assert generate[:3] == [2, 2, 2], generate  # the question calls: three batches of two, each as it finished

@@ -376,3 +376,14 @@ def test_a_short_common_key_masks_nothing_and_the_run_resumes_and_reports(server
     resumed = resume_last_round(run)
     assert resumed.exit_code == 0, resumed.output
     assert server.requests == before and round_files(run) == files
+
+
+def test_the_teacher_reports_each_call_as_it_is_answered_and_the_journal_s_at_once(server, api_key, tmp_path):
+    moves = []
+    with (teacher := make_teacher(server, tmp_path, concurrency=1)).reporting(moves.append):
+        teacher.generate(SEEDS, round_no=1, random_seed=7)
+    assert moves == [1] * 8  # four questions, then four answers, one by one
+    moves.clear()
+    with (again := make_teacher(server, tmp_path)).reporting(moves.append):
+        again.generate(SEEDS, round_no=1, random_seed=7)
+    assert moves == [4, 4] and server.requests == 8  # a resume: the journal answers each batch at once

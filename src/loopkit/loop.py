@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from loopkit.budget import first_exceeded, round_cost
 from loopkit.errors import LoopkitError, RecipeError
 from loopkit.inference import Inference
 from loopkit.prepare import PlannedRound, PreparedRun, prepare
-from loopkit.progress import NullProgress, Progress
+from loopkit.progress import NullProgress, Progress, Stage
 from loopkit.recipe import ResolvedRecipe
 from loopkit.records import RoundRow, Sample, normalize_question, with_variant
 from loopkit.rundir import RunDir
@@ -155,6 +155,15 @@ class Loop:
         """Spend so far in every budget currency (plus the answered calls the per-call averages need)."""
         return {"samples": len(self.synthetic), "teacher_calls": self.teacher_calls, **self.teacher.spent()}
 
+    def _teacher_calls(self, stage: Stage, expected: int, work: Callable[..., Any], *args: Any) -> Any:
+        """``work(*args)``, making about ``expected`` teacher calls, with ``stage`` moving as the teacher answers them
+        (per batch or per call, as it reports); whatever it did not report (calls it did not need) at the end."""
+        before = self.teacher.answered_calls
+        with self.teacher.reporting(stage.advance):
+            result = work(*args)
+        stage.advance(max(expected - (self.teacher.answered_calls - before), 0))
+        return result
+
     def _report_spend(self, pending: int = 0) -> None:
         """Tell the display what the run has spent so far (``pending``: calls made this stage, not yet counted)."""
         self.progress.spent(self.teacher_calls + pending, self.teacher.spent()["usd"])
@@ -213,10 +222,12 @@ class Loop:
 
         clock = time.monotonic()
         generations = []
-        with self.progress.stage(t, "generate", len(chosen)) if chosen else nullcontext() as stage:
-            for start in range(0, len(chosen), 64):  # in chunks, so the display moves
-                generations += self.teacher.generate(chosen[start : start + 64], t, derive_seed(self.recipe.seed, "generate", start))
-                stage.advance(min(64, len(chosen) - start))
+        per_sample = self.teacher.calls_per_sample
+        with self.progress.stage(t, "generate", len(chosen) * per_sample) if chosen else nullcontext() as stage:
+            for start in range(0, len(chosen), 64):  # in chunks of 64 seeds (each its own random seed)
+                chunk = chosen[start : start + 64]
+                generations += self._teacher_calls(stage, len(chunk) * per_sample, self.teacher.generate, chunk, t,
+                                                   derive_seed(self.recipe.seed, "generate", start))
                 self._report_spend(sum(g.calls for g in generations))
         new, dropped = [], []
         for g in generations:
@@ -305,9 +316,10 @@ class Loop:
             times["score"] = time.monotonic() - clock
         if answers is not None and self.plan.judged:
             clock = time.monotonic()
-            with self.progress.stage(t, "judge", len(pool)) as stage:
-                judged, calls = teacher_signals(self.teacher, pool, answers, needs, derive_seed(self.recipe.seed, "judge", t))
-                stage.advance(len(pool))
+            expected = self.teacher.judge_calls(needs, pool)
+            with self.progress.stage(t, "judge", expected) as stage:
+                judged, calls = self._teacher_calls(stage, expected, teacher_signals, self.teacher, pool, answers, needs,
+                                                    derive_seed(self.recipe.seed, "judge", t))
             signals.update(judged)
             self.teacher_calls += calls
             self._report_spend()
