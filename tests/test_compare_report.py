@@ -81,3 +81,21 @@ def test_report_without_runs_or_across_tasks_is_one_line(write_recipe, tmp_path)
             f"seed: 0\ntask: {{name: reasoning-gym, params: {{pool_size: {pool}}}}}\nloop: {{mode: active}}\nselector: {{name: loss}}\n")
         (run / "summary.json").write_text(json.dumps({"rounds": [{"round": 0, "samples": 0, "accuracy": 0.0, "teacher_calls": 0}]}))
     one_line_error(invoke("report", tmp_path / "runs"), "these runs are of different tasks")
+
+
+def test_compare_shows_what_each_arm_does_and_its_final_state(write_recipe, tmp_path):
+    """Off a terminal: a line as each arm starts, enters a round (read from its run directory) and ends; a damaged
+    arm is shown failed, and no arm is left shown running."""
+    cmp = tmp_path / "cmp"
+    damaged = cmp / "random-seed3-20260101-000000"  # an earlier random arm that cannot be resumed
+    damaged.mkdir(parents=True)
+    (damaged / "recipe.yaml").write_text("name: random-seed3\n")
+    result = invoke("compare", write_recipe(), "--selectors", "loss,random", "--seeds", "1", "-d", cmp, "--set", "loop.rounds=1")
+    lines = result.output.splitlines()
+    assert result.exit_code == 1 and "1 arm(s) failed (random-seed3)" in result.output, result.output
+    loss = [line for line in lines if line.startswith("loss-seed3: ")]
+    assert loss[0] == "loss-seed3: running" and loss[-1] == "loss-seed3: done", loss
+    assert any(line.startswith("loss-seed3: round 1 of 1: ") for line in loss), loss  # the stage it was in
+    assert lines.count("random-seed3: resuming") == 1 and "random-seed3: failed (exit 1; see random-seed3.log)" in lines
+    final = [line for line in lines if line.startswith("arms")]
+    assert final and "2/2" in final[-1] and "running" not in "\n".join(lines[lines.index(final[-1]):]), result.output

@@ -26,7 +26,7 @@ LAYERS = [
 
 # The run directory's own file names: only rundir.py joins them to a path.
 RUN_FILES = {"recipe.yaml", "manifest.json", "summary.json", "COMPLETE", "selected.jsonl", "pool_signals.jsonl",
-             "synthetic.jsonl", "dropped.jsonl", "fidelity.jsonl", "eval.jsonl", "metrics.json"}
+             "synthetic.jsonl", "dropped.jsonl", "fidelity.jsonl", "eval.jsonl", "metrics.json", "status.json"}
 
 
 def _layer(module: str) -> int:

@@ -247,10 +247,12 @@ def build_app() -> typer.Typer:
             _compare(recipe, selectors, seeds, static, jobs, directory, overrides, target, processes, grace)
 
     def _compare(recipe, selectors, seeds, static, jobs, directory, overrides, target, processes, grace) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
         from loopkit.compare import plan_arms, run_arms
+        from loopkit.console import on_terminal
         from loopkit.recipe import load_recipe
+        from loopkit.runner import StatusBars
 
         resolved = load_recipe(recipe, overrides or [])
         names = [s.strip() for s in selectors.split(",") if s.strip()]
@@ -263,18 +265,31 @@ def build_app() -> typer.Typer:
         target_dir = directory or Path(resolved.recipe.output_dir) / f"{resolved.recipe.name}-compare"
         check_dir_target(target_dir, "--dir")
         console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {jobs} at a time)", highlight=False, markup=False)
-        with Progress(TextColumn("[bold]arms"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TextColumn("{task.description}"), console=console) as bars:
+        running: dict[str, str] = {}  # arm -> what it does now (above the bar on a terminal)
+        live = on_terminal(console)
+
+        def doing() -> str:
+            return "\n".join(f"{name}: {what}" for name, what in list(running.items()))
+
+        with StatusBars(doing, TextColumn("[bold]arms"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console) as bars:
             overall = bars.add_task("", total=len(arms))
 
             def on_change(arm, state):
                 if state.startswith(("done", "failed", "interrupted", "not started")):
+                    running.pop(arm.name, None)
                     bars.advance(overall)
-                    console.print(f"{arm.name}: {state}", highlight=False, markup=False)
                 else:
-                    bars.update(overall, description=f"{arm.name} {state}")
+                    running[arm.name] = state
+                console.print(f"{arm.name}: {state}", highlight=False, markup=False)
 
-            states = run_arms(recipe, resolved, arms, target_dir, jobs, overrides or [], on_change, processes, grace)
+            def on_status(arm, status):
+                if not live and running[arm.name].split(":")[0] != status.split(":")[0]:
+                    console.print(f"{arm.name}: {status}", highlight=False, markup=False)  # off a terminal: each new round
+                running[arm.name] = status
+
+            states = run_arms(recipe, resolved, arms, target_dir, jobs, overrides or [], on_change, processes, grace,
+                              on_status)
         stop = stopping.requested()
         if stop is not None:
             unfinished = [name for name, state in states.items() if state != "done"]

@@ -36,6 +36,11 @@ def _is_tty(file: Any) -> bool:
         return False
 
 
+def on_terminal(console: Console) -> bool:
+    """Whether ``console`` writes to a terminal, where a live display can redraw (else: one line per event)."""
+    return _is_tty(console.file)
+
+
 def make_console(stderr: bool = False, **kwargs: Any) -> Console:
     """A console on stdout (or stderr) that never wraps or truncates off a terminal; ``kwargs`` go to rich."""
     return _Console(stderr=stderr, **kwargs)

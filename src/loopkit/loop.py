@@ -155,6 +155,11 @@ class Loop:
         """Spend so far in every budget currency (plus the answered calls the per-call averages need)."""
         return {"samples": len(self.synthetic), "teacher_calls": self.teacher_calls, **self.teacher.spent()}
 
+    def _stage(self, t: int, name: str, total: int | None = None) -> Any:
+        """The display's bar for a stage; the run directory says which stage runs (for ``compare``)."""
+        self.run_dir.write_status(t, name, self.plan.last)
+        return self.progress.stage(t, name, total)
+
     def _teacher_calls(self, stage: Stage, expected: int, work: Callable[..., Any], *args: Any) -> Any:
         """``work(*args)``, making about ``expected`` teacher calls, with ``stage`` moving as the teacher answers them
         (per batch or per call, as it reports); whatever it did not report (calls it did not need) at the end."""
@@ -223,7 +228,7 @@ class Loop:
         clock = time.monotonic()
         generations = []
         per_sample = self.teacher.calls_per_sample
-        with self.progress.stage(t, "generate", len(chosen) * per_sample) if chosen else nullcontext() as stage:
+        with self._stage(t, "generate", len(chosen) * per_sample) if chosen else nullcontext() as stage:
             for start in range(0, len(chosen), 64):  # in chunks of 64 seeds (each its own random seed)
                 chunk = chosen[start : start + 64]
                 generations += self._teacher_calls(stage, len(chunk) * per_sample, self.teacher.generate, chunk, t,
@@ -254,7 +259,7 @@ class Loop:
             train_metrics = {"examples": 0, "steps": 0, "skipped": "no synthetic samples yet"}
         else:
             model = self.prepared.fresh_student() if self.recipe.loop.retrain == "base" else self.student.model
-            with self.progress.stage(t, "train") as stage:
+            with self._stage(t, "train") as stage:
                 model, train_metrics = self.trainer.train(
                     model, self.tokenizer,
                     [self.student.render(self.task.prompt(s.question)) for s in train_set],
@@ -277,7 +282,7 @@ class Loop:
         by_id = {s.id: s for s in self.data.pool}
         seeds = [by_id[o.seed_id] for o in offspring]
         items = seeds + offspring
-        with self.progress.stage(t, "fidelity", 2 * len(items)) as stage:
+        with self._stage(t, "fidelity", 2 * len(items)) as stage:
             answers = self.student.generate([self.task.prompt(s.question) for s in items], stage.advance)
             loss = student_signals(self.student, self.task, items, answers, frozenset({"own_loss"}), stage.advance)["own_loss"]
         n = len(offspring)
@@ -306,18 +311,18 @@ class Loop:
         answers = None
         if needs_answers(needs):
             clock = time.monotonic()
-            with self.progress.stage(t, "predict", len(pool)) as stage:
+            with self._stage(t, "predict", len(pool)) as stage:
                 answers = self.student.generate([self.task.prompt(s.question) for s in pool], stage.advance)
             times["predict"] = time.monotonic() - clock
         if needs:
             clock = time.monotonic()
-            with self.progress.stage(t, "score", len(pool)) as stage:
+            with self._stage(t, "score", len(pool)) as stage:
                 signals = student_signals(self.student, self.task, pool, answers, needs, stage.advance, self.reward_model)
             times["score"] = time.monotonic() - clock
         if answers is not None and self.plan.judged:
             clock = time.monotonic()
             expected = self.teacher.judge_calls(needs, pool)
-            with self.progress.stage(t, "judge", expected) as stage:
+            with self._stage(t, "judge", expected) as stage:
                 judged, calls = self._teacher_calls(stage, expected, teacher_signals, self.teacher, pool, answers, needs,
                                                     derive_seed(self.recipe.seed, "judge", t))
             signals.update(judged)
@@ -333,7 +338,7 @@ class Loop:
 
     def _evaluate(self, t: int) -> tuple[float, list[dict]]:
         test = self.data.test
-        with self.progress.stage(t, "evaluate", len(test)) as stage:
+        with self._stage(t, "evaluate", len(test)) as stage:
             predictions = self.student.generate([self.task.prompt(s.question) for s in test], stage.advance)
         rows = []
         for s, p in zip(test, predictions):

@@ -37,7 +37,7 @@ class RichProgress(NullProgress):
         self.round_seconds: list[float] = []  # of this process's finished training rounds (round 0 only evaluates)
         self.loss: float | None = None  # the latest training loss
         self.calls, self.usd = 0, 0.0
-        self.bars = _Bars(self.status, TextColumn("[bold]round {task.fields[round]}[/] {task.description:<9}"),
+        self.bars = StatusBars(self.status, TextColumn("[bold]round {task.fields[round]}[/] {task.description:<9}"),
                           BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                           console=console, transient=True)
 
@@ -95,7 +95,7 @@ class RichProgress(NullProgress):
         self.console.print(message, highlight=False)
 
 
-class _Bars(Progress):
+class StatusBars(Progress):
     """rich's bars with the run's status line above them."""
 
     def __init__(self, status: Callable[[], str], *columns: Any, **kwargs: Any) -> None:
