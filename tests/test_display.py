@@ -118,3 +118,16 @@ def test_a_teacher_stage_moves_with_each_batch_of_the_teacher(write_recipe, tmp_
     generate = progress.moves["generate"]
     assert progress.totals["generate"] == 12 and sum(generate) == 12, generate  # 6 seeds, two calls each
     assert generate[:3] == [2, 2, 2], generate  # the question calls: three batches of two, each as it finished
+
+
+def test_brackets_in_a_path_are_printed_as_they_are(tmp_path):
+    """rich reads '[x]' as markup; a user's path or text never is."""
+    from typer.testing import CliRunner
+
+    from loopkit.cli import build_app
+
+    recipe = tmp_path / "[draft]" / "recipe.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text(TINY_RECIPE, encoding="utf-8")
+    result = CliRunner().invoke(build_app(), ["validate", str(recipe)])
+    assert result.exit_code == 0 and f"OK {recipe}: task reasoning-gym" in result.output, result.output

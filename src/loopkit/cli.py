@@ -193,13 +193,13 @@ def build_app() -> typer.Typer:
         resolved = load_recipe(recipe, _with_strict(overrides, strict))
         data, unchecked = validate_recipe(resolved)
         for warning in (data.warnings if data else ()):
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
         for reason in unchecked:
-            console.print(f"[yellow]not checked here:[/] {reason}", highlight=False)
+            console.print(f"[yellow]not checked here:[/] {escape(reason)}", highlight=False)
         r = resolved.recipe
         sizes = f"{len(data.pool)} seeds, {len(data.test)} test" if data else "data not loaded here"
         console.print(
-            f"[green]OK[/] {shown(recipe)}: task {r.task.name} ({sizes}), "
+            f"[green]OK[/] {escape(shown(recipe))}: task {r.task.name} ({sizes}), "
             f"student {r.student.name}, teacher {r.teacher.name}, selector {r.selector.name}, "
             f"trainer {r.trainer.name}; {r.loop.mode}, {r.loop.rounds} rounds x {r.loop.per_round}",
             highlight=False,
@@ -330,7 +330,7 @@ def build_app() -> typer.Typer:
         for part in tables(data):
             console.print(part, highlight=False)
         for warning in data["warnings"]:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
         f = data["fidelity"]
         if f["available"]:
             fmt = lambda x: "n/a" if x is None else f"{x:+.2f}"  # noqa: E731
@@ -360,8 +360,8 @@ def build_app() -> typer.Typer:
 
         table = Table("kind", "name", "distribution", "version", "status", title="loopkit plugins")
         for row in rows:
-            status = "[green]ok[/]" if row["status"] == "ok" else f"[red]{row['status']}[/]"
-            table.add_row(row["kind"], row["name"], row["distribution"], row["version"], status)
+            status = "[green]ok[/]" if row["status"] == "ok" else f"[red]{escape(row['status'])}[/]"
+            table.add_row(*(escape(str(row[k])) for k in ("kind", "name", "distribution", "version")), status)
         console.print(table)
 
     @app.command()
@@ -379,7 +379,7 @@ def build_app() -> typer.Typer:
                 value = ", ".join(f"{k} {v}" for k, v in value.items())
             elif isinstance(value, list):
                 value = ", ".join(value)
-            console.print(f"[bold]{key}[/]: {value}", highlight=False)
+            console.print(f"[bold]{key}[/]: {escape(str(value))}", highlight=False)
 
     plugin_app = typer.Typer(help="Write your own components.", no_args_is_help=True)
     app.add_typer(plugin_app, name="plugin")

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
@@ -92,7 +93,7 @@ class RichProgress(NullProgress):
         )
 
     def note(self, message: str) -> None:
-        self.console.print(message, highlight=False)
+        self.console.print(message, highlight=False, markup=False)
 
 
 class StatusBars(Progress):
@@ -244,7 +245,7 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
         RunDir.check_parent(output or resolved.recipe.output_dir)  # a bad --output fails before any model loads
     prepared = prepare(resolved)  # builds components and checks the data before anything is written
     for warning in prepared.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     prepared.load_student()  # a student that cannot load or be trained fails before a run directory exists
     loop = Loop(prepared, progress, use_cache=use_cache)
     run_dir: RunDir | None = None
@@ -272,7 +273,7 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
         raise
     console.print(results_table(result))
     if result.stopped:
-        console.print(f"[yellow]{result.stopped}[/]", highlight=False)
+        console.print(f"[yellow]{escape(result.stopped)}[/]", highlight=False)
     return result
 
 
