@@ -1,6 +1,7 @@
 """What a person watching a run sees: output off a terminal is never wrapped or cut; the live display."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -27,7 +28,8 @@ def test_output_off_a_terminal_is_never_wrapped_or_cut(write_recipe, tmp_path):
     assert len(str(run_dir)) > 150 and "…" not in run.stdout, run.stdout
     assert f"run directory: {run_dir}" in lines, run.stdout
     events = [line for line in lines if line.startswith("round ")]
-    assert len(events) == 3 and all(line.endswith("s)") for line in events), run.stdout  # each ends with its stage times
+    assert len(events) == 3 and events[0].endswith("s)") and events[2].endswith("s)"), run.stdout  # its stage times
+    assert re.fullmatch(r"round 1 of 2: .*\(predict .* evaluate \d+\.\ds\); ETA \d:\d\d:\d\d", events[1]), events[1]
     assert any(line.strip() == run_dir.name for line in lines), run.stdout  # the table's title
     rows = [line for line in lines if line.startswith("│")]
     assert len(rows) == 3 and all(line.endswith("│") and line.count("│") == 6 for line in rows), run.stdout

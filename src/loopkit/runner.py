@@ -86,9 +86,13 @@ class RichProgress(NullProgress):
         if row.teacher_tokens:
             spend += f", {row.teacher_tokens:,} tokens, ${row.usd:.4f}"
         of = f" of {self.last}" if self.last is not None else ""
+        eta = None
+        if self.last is not None and row.round < self.last:  # the next round's clock starts now
+            self.round, self.round_started = row.round + 1, time.monotonic()
+            eta = self.eta()
         self.console.print(
             f"round {row.round}{of}: accuracy [bold]{row.accuracy:.1%}[/] with {row.samples} synthetic samples; "
-            f"spent {spend} ({times})",
+            f"spent {spend} ({times})" + (f"; ETA {_clock(eta)}" if eta is not None else ""),
             highlight=False,
         )
 
