@@ -272,7 +272,7 @@ def build_app() -> typer.Typer:
             return "\n".join(f"{name}: {what}" for name, what in list(running.items()))
 
         with StatusBars(doing, TextColumn("[bold]arms"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console) as bars:
+                        console=console, disable=not live) as bars:  # off a terminal: the lines below only
             overall = bars.add_task("", total=len(arms))
 
             def on_change(arm, state):

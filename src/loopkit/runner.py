@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from loopkit import stopping
-from loopkit.console import table as Table
+from loopkit.console import on_terminal, table as Table
 from loopkit.environment import describe
 from loopkit.errors import LoopkitError
 from loopkit.loop import Loop, RunResult
@@ -40,7 +40,7 @@ class RichProgress(NullProgress):
         self.calls, self.usd = 0, 0.0
         self.bars = StatusBars(self.status, TextColumn("[bold]round {task.fields[round]}[/] {task.description:<9}"),
                           BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                          console=console, transient=True)
+                          console=console, transient=True, disable=not on_terminal(console))  # logs get lines
 
     def plan(self, first: int, last: int) -> None:
         self.first, self.last = first, last
