@@ -217,9 +217,10 @@ def build_app() -> typer.Typer:
         from loopkit.export import export_run
 
         result = export_run(run_dir, to, round, merge, license_id)
-        console.print(f"round {result.round} student ({result.model_kind}, card README.md): {result.model_dir}", highlight=False, markup=False)
-        console.print(f"synthetic data ({result.rows} rows, card README.md): {result.data_dir}", highlight=False, markup=False)
-        console.print(f"lm-eval task {result.lm_eval.name}: {result.lm_eval.directory}", highlight=False, markup=False)
+        plain = {"highlight": False, "markup": False}  # paths as they are
+        console.print(f"round {result.round} student ({result.model_kind}, card README.md): {result.model_dir}", **plain)
+        console.print(f"synthetic data ({result.rows} rows, card README.md): {result.data_dir}", **plain)
+        console.print(f"lm-eval task {result.lm_eval.name}: {result.lm_eval.directory}", **plain)
         if result.lm_eval_command:
             console.print(f"  {result.lm_eval_command}", highlight=False, markup=False, soft_wrap=True)
         if result.lm_eval_note:
@@ -264,7 +265,8 @@ def build_app() -> typer.Typer:
         arms = plan_arms(resolved, names, seeds, static)
         target_dir = directory or Path(resolved.recipe.output_dir) / f"{resolved.recipe.name}-compare"
         check_dir_target(target_dir, "--dir")
-        console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {jobs} at a time)", highlight=False, markup=False)
+        console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {jobs} at a time)",
+                      highlight=False, markup=False)
         running: dict[str, str] = {}  # arm -> what it does now (above the bar on a terminal)
         live = on_terminal(console)
 
