@@ -125,7 +125,7 @@ class Loop:
 
     def _run(self) -> None:
         done = self.done
-        self.progress.plan(done + 1, self.plan.last)
+        self._tell("plan", done + 1, self.plan.last)
         self.run_dir.discard_rounds_after(done)
         if done >= 0:
             self.started = time.monotonic() - self.rows[-1].elapsed
@@ -171,7 +171,11 @@ class Loop:
 
     def _report_spend(self, pending: int = 0) -> None:
         """Tell the display what the run has spent so far (``pending``: calls made this stage, not yet counted)."""
-        self.progress.spent(self.teacher_calls + pending, self.teacher.spent()["usd"])
+        self._tell("spent", self.teacher_calls + pending, self.teacher.spent()["usd"])
+
+    def _tell(self, method: str, *args: Any) -> None:
+        """Call a Progress method added after the first (``plan``, ``spent``): a display written before them still works."""
+        getattr(self.progress, method, lambda *_: None)(*args)
 
     def _over_budget(self, planned: PlannedRound) -> str | None:
         caps = self.recipe.budget.model_dump()
