@@ -25,8 +25,8 @@ def levels_of_run(run) -> dict:
     path = run.path
     resolved = load_recipe(path / "recipe.yaml")
     data = resolved.build("task").load(resolved.recipe.seed)
-    test_level = {s.id: s.meta.get("level", "?") for s in data.test}
-    pool_level = [s.meta.get("level", "?") for s in data.pool]
+    test_level = {s.id: s.subtask or "?" for s in data.test}
+    pool_level = [s.subtask or "?" for s in data.pool]
     rundir = RunDir(path)
     rounds = []
     for t, row in enumerate(run.rows):

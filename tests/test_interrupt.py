@@ -55,7 +55,11 @@ def _wait_for(condition, proc, what, timeout=240):
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: signal.Signals(s).name)
+# stopping.py installs one handler for the three signals; Ctrl-C and a closed terminal (SIGHUP) have
+# their own tests in this file, so their ~30 s cases here are in the slow tier (-m slow).
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM,
+                                 pytest.param(signal.SIGHUP, marks=pytest.mark.slow)],
+                         ids=lambda s: signal.Signals(s).name)
 def test_a_signal_during_teacher_calls_journals_the_calls_in_flight_and_resume_pays_for_none_again(write_recipe, tmp_path, sig):
     """Ctrl-C, a scheduler's SIGTERM and a closed terminal's SIGHUP all stop the same way."""
     pytest.importorskip("litellm")

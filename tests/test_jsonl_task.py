@@ -61,6 +61,14 @@ def test_data_problems_are_one_line_with_file_line_and_field(write_recipe, tmp_p
     assert "\n" not in line and fragment in line and "Traceback" not in result.output, line
 
 
+def test_a_missing_subtask_field_is_one_line(write_recipe, tmp_path):
+    write_jsonl(tmp_path / "seeds.jsonl", [{**GSM8K[0], "src": "a"}, GSM8K[1]])
+    result = validate(recipe(write_recipe, tmp_path), "task.params.subtask_field=src")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == ("Error: " + str(tmp_path / "seeds.jsonl") + ":2: no field 'src' "
+                                     "(its fields: answer, question); set task.params.subtask_field")
+
+
 def test_seed_test_overlap_warns_with_the_count_and_strict_refuses(write_recipe, tmp_path):
     write_jsonl(tmp_path / "seeds.jsonl", GSM8K)
     write_jsonl(tmp_path / "test.jsonl", GSM8K[:2] + [{"question": "What is 2 + 2?", "answer": "#### 4"}])
@@ -84,17 +92,25 @@ def test_end_to_end_with_an_api_teacher_and_strict_and_flexible_metrics(write_re
     from loopkit.testing import run_recipe
     from loopkit.testing_server import ChatServer
 
-    write_jsonl(tmp_path / "seeds.jsonl", GSM8K)
+    # each record's sub-task in a field of its own: accuracy per sub-task, and offspring of their seed's
+    write_jsonl(tmp_path / "seeds.jsonl", [{**r, "src": "small" if i % 2 else "large"} for i, r in enumerate(GSM8K)])
     monkeypatch.setenv("LOOPKIT_TEST_JSONL_KEY", "sk-jsonl-test")
     with ChatServer() as server:
         result = run_recipe(
             tmp_path, "teacher.name=litellm",
             "teacher.params={model: openai/t, api_key_env: LOOPKIT_TEST_JSONL_KEY, api_base: '" + server.url + "'}",
-            recipe=recipe(write_recipe, tmp_path))
+            recipe=recipe(write_recipe, tmp_path, subtask_field="src"))
     run = result.run_dir.path
     synthetic = [json.loads(x) for x in (run / "round-001" / "synthetic.jsonl").read_text().splitlines()]
     assert len(synthetic) == 3 and all(s["final"] == "42" for s in synthetic)
+    seeds = {s["id"]: s["subtask"] for s in map(json.loads, (run / "round-001" / "selected.jsonl").read_text().splitlines())}
+    assert all(s["subtask"] == seeds[s["seed_id"]] in ("small", "large") for s in synthetic)
     metrics = json.loads((run / "round-001" / "metrics.json").read_text())
+    graded = [json.loads(x) for x in (run / "round-001" / "eval.jsonl").read_text().splitlines()]
+    for name, score in metrics["subtasks"].items():
+        mine = [g["correct"] for g in graded if g["subtask"] == name]
+        assert score["test_items"] == len(mine) > 0 and score["accuracy"] == sum(mine) / len(mine)
+    assert sum(s["test_items"] for s in metrics["subtasks"].values()) == len(graded) == 3
     assert set(metrics["accuracy_by_reading"]) == {"strict", "flexible"}
     assert metrics["accuracy"] == metrics["accuracy_by_reading"]["strict"]
     rows = [json.loads(x) for x in (run / "round-001" / "eval.jsonl").read_text().splitlines()]

@@ -50,7 +50,13 @@ def uninterrupted(tmp_path_factory):
     return outcome(result.run_dir.path)
 
 
-@pytest.mark.parametrize("point", ["predict", "generate", "train", "evaluate", "artifact"])
+# generate (teacher calls in flight) and train (a half-written student) are the default tier's; the
+# other points cost ~30 s each and guard the same mechanism (the round is made again): -m slow.
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("point", [pytest.param("predict", marks=SLOW), "generate", "train",
+                                   pytest.param("evaluate", marks=SLOW), pytest.param("artifact", marks=SLOW)])
 def test_kill_9_then_resume_equals_an_uninterrupted_run_with_no_call_paid_twice(uninterrupted, write_recipe, tmp_path, point):
     recipe = write_recipe()
     out = tmp_path / "runs"

@@ -1,4 +1,4 @@
-"""Named levels of one reasoning-gym generator (the `levels` testbed): each item knows its level, and
+"""Named levels of one reasoning-gym generator (the `levels` testbed): each item knows its level (its sub-task), and
 the procedural teacher keeps it (tests/test_recipes_dir.py validates recipes/levels.yaml)."""
 
 from loopkit.tasks.reasoning_gym import ReasoningGymTask
@@ -16,7 +16,7 @@ def test_one_generator_at_several_levels_and_its_offspring_keep_their_level():
     data = task.load(0)
     by_level = {}
     for s in data.pool:
-        by_level.setdefault(s.meta["level"], []).append(s)
+        by_level.setdefault(s.subtask, []).append(s)
     assert {k: len(v) for k, v in by_level.items()} == {"short": 20, "long": 10, "syllogism": 10}
     assert all(s.meta["generator"] == "spell_backward" and len(s.final) == 3 for s in by_level["short"])
     assert all(len(s.final) == 8 for s in by_level["long"]) and by_level["syllogism"][0].meta["generator"] == "syllogism"
@@ -26,5 +26,5 @@ def test_one_generator_at_several_levels_and_its_offspring_keep_their_level():
     teacher.bind(task)
     seeds = by_level["short"][:3] + by_level["long"][:3] + by_level["syllogism"][:2]
     for g in teacher.generate(seeds, 1, 7):
-        assert g.sample is not None and g.sample.meta["level"] == g.seed.meta["level"]
+        assert g.sample is not None and g.sample.subtask == g.seed.subtask
         assert g.sample.meta["config"] == g.seed.meta["config"] and g.sample.question != g.seed.question

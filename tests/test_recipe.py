@@ -43,7 +43,7 @@ def test_include_cycle_is_refused(write_recipe):
         ("trainer.params.epochs=-1", "trainer.params.epochs: Input should be greater than 0"),
         ("selector.params.k=3", "selector.params.k: unknown field; remove it or check its spelling"),
         ("loop.per_round=0", "loop.per_round: Input should be greater than or equal to 1"),
-        ("loop.mode=dynamic", "loop.mode: Input should be 'active' or 'static'"),
+        ("loop.mode=dynamic", "loop.mode: Input should be 'active', 'static' or 'static-matched'"),
         ("selector.name=los", "selector.name: unknown selector 'los'. Did you mean: 'loss'"),
         ("student.params.layers=many", "student.params.layers: Input should be a valid integer"),
         ("task.params.generators.sylogism={}", "task.params: unknown reasoning-gym generator 'sylogism'. Did you mean: syllogism"),

@@ -226,6 +226,51 @@ def build_app() -> typer.Typer:
         if result.lm_eval_note:
             console.print(f"  note: {result.lm_eval_note}", highlight=False, markup=False)
 
+    @app.command("eval")
+    def eval_(
+        model: Path = typer.Argument(..., help="An HF model directory, a `loopkit export` output, or a run directory."),
+        task: Optional[Path] = typer.Option(None, "--task", help="The recipe whose task and test split to evaluate on (default for a run: its own)."),
+        overrides: Optional[List[str]] = OverridesOption,
+        round: Optional[int] = typer.Option(None, "--round", min=0, help="A run's round to evaluate (default: its last complete round)."),
+        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate on the first N test items only."),
+        chat: Optional[bool] = typer.Option(None, "--chat-template/--no-chat-template", help="Prompt through the tokenizer's chat template (default: if it has one, as the loop does)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Also write the results to this JSON file."),
+    ) -> None:
+        """Evaluate a model (or a run's round) on a recipe's test split: accuracy ± binomial SE, per sub-task."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from loopkit.console import table as Table
+
+        from loopkit.evaluator import evaluate_model
+        from loopkit.runner import quiet_libraries
+
+        if out is not None:  # a bad --out fails before any model loads
+            if out.is_dir():
+                raise LoopkitError(f"--out {shown(out)} is a directory; give a file name, e.g. {shown(out / 'eval.json')}")
+            check_dir_target(out.parent, "--out")
+        with Progress(TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bars:
+            def progress(total: int):
+                bar = bars.add_task("", total=total)
+                return lambda n: bars.advance(bar, n)
+
+            quiet_libraries()
+            result = evaluate_model(model, task, overrides or [], round, limit, chat, progress)
+        e = result.evaluation
+        table = Table("test items", "n", "accuracy ± SE (binomial, over test items)",
+                      title=f"{result.model} on {result.task}'s test split"
+                            + (f" (first {result.limit})" if result.limit else "")
+                            + ("; chat template" if result.chat_template else ""))
+        for name, score in [("all", e.score), *e.subtasks.items()]:
+            table.add_row(name, str(score.n), f"{score.accuracy:.1%} ± {score.se:.1%}")
+        console.print(table)
+        if out is not None:
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise LoopkitError(f"--out {shown(out)}: cannot write it ({exc.strerror}); choose another file") from None
+            console.print(f"wrote {out}", highlight=False)
+
     @app.command()
     def compare(
         recipe: Path = typer.Argument(..., help="The recipe YAML file every arm starts from."),
@@ -237,15 +282,29 @@ def build_app() -> typer.Typer:
         overrides: Optional[List[str]] = OverridesOption,
         target: float = typer.Option(0.5, "--target", callback=_accuracy, help="Accuracy for N(target) in the final report."),
         grace: Optional[float] = GraceOption,
+        engine: str = typer.Option("local", "--engine", help="local: arm processes on this machine; ray: arms as Ray tasks (pip install 'loopkit[ray]')."),
+        address: Optional[str] = typer.Option(None, "--address", help="--engine ray: the cluster to join (default: RAY_ADDRESS, else a local instance)."),
+        cpus_per_arm: float = typer.Option(1.0, "--cpus-per-arm", min=0.01, help="--engine ray: CPUs each arm asks Ray for (also its torch threads)."),
+        gpus_per_arm: float = typer.Option(0.0, "--gpus-per-arm", min=0, help="--engine ray: GPUs each arm asks Ray for (Ray sets its CUDA_VISIBLE_DEVICES)."),
     ) -> None:
         """Run every arm (selector x seed, plus --static: static and static-matched) under one directory, then report them."""
         from loopkit.compare import Arms
 
-        processes = Arms()
+        if engine not in ("local", "ray"):
+            raise LoopkitError(f"--engine {engine}: choose local (processes on this machine) or ray")
+        if engine == "ray":
+            from loopkit.ray_arms import RayArms
+
+            processes: Arms = RayArms(address, cpus_per_arm, gpus_per_arm)
+        else:
+            processes = Arms()
         # A signal is forwarded to every arm, each stops within the grace period; a second one kills them.
-        with stopping.handling(grace, on_stop=processes.forward, watchdog=2 * stopping.SLACK):
-            stopping.on_exit_now(processes.kill)
-            _compare(recipe, selectors, seeds, static, jobs, directory, overrides, target, processes, grace)
+        try:
+            with stopping.handling(grace, on_stop=processes.forward, watchdog=2 * stopping.SLACK):
+                stopping.on_exit_now(processes.kill)
+                _compare(recipe, selectors, seeds, static, jobs, directory, overrides, target, processes, grace)
+        finally:
+            processes.close()
 
     def _compare(recipe, selectors, seeds, static, jobs, directory, overrides, target, processes, grace) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -265,8 +324,9 @@ def build_app() -> typer.Typer:
         arms = plan_arms(resolved, names, seeds, static)
         target_dir = directory or Path(resolved.recipe.output_dir) / f"{resolved.recipe.name}-compare"
         check_dir_target(target_dir, "--dir")
-        console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {jobs} at a time)",
-                      highlight=False, markup=False)
+        jobs, how = processes.schedule(jobs, len(arms))
+        console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {how})", highlight=False,
+                      markup=False)
         running: dict[str, str] = {}  # arm -> what it does now (above the bar on a terminal)
         live = on_terminal(console)
 

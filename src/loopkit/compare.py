@@ -134,6 +134,13 @@ class Arms:
                     pass
         return "every arm was killed; run the same command again to resume them"
 
+    def schedule(self, jobs: int, arms: int) -> tuple[int, str]:
+        """How many arms to have started at once, and how the engine runs them, in words."""
+        return jobs, f"{jobs} at a time"
+
+    def close(self) -> None:
+        """Release what the engine holds once every arm has ended (the local engine holds nothing)."""
+
 
 def run_arms(recipe_path: Path, resolved: ResolvedRecipe, arms: list[Arm], directory: Path, jobs: int,
              extra_overrides: list[str], on_change: Callable[[Arm, str], None], processes: Arms | None = None,

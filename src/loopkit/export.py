@@ -226,7 +226,7 @@ def _features(chat: bool):
     turns = [{"role": text, "content": text}]
     return Features({
         "id": text, "question": text, "answer": text, "final": text, "source": text, "seed_id": text,
-        "round": Value("int64"), "meta": text,
+        "round": Value("int64"), "subtask": text, "meta": text,
         **({"prompt": turns, "completion": turns, "messages": turns} if chat else {"prompt": text, "completion": text}),
     })
 

@@ -28,6 +28,10 @@ class AnswerStats:
     grad_embedding: np.ndarray | None = None  # (vocab or its projection × hidden,)
 
 
+def has_chat_template(tokenizer: Any) -> bool:
+    return getattr(tokenizer, "chat_template", None) is not None
+
+
 def _noop(n: int) -> None:
     pass
 
@@ -36,14 +40,20 @@ class Inference:
     """Batched passes over one loaded ``(model, tokenizer)``."""
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 64, max_new_tokens: int = 32,
-                 grad_dim: int = 2**15) -> None:
+                 grad_dim: int = 2**15, chat: bool | None = None) -> None:
+        """``chat``: whether prompts go through the tokenizer's chat template (None: if it has one)."""
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
-        self._chat = getattr(tokenizer, "chat_template", None) is not None
+        self._chat = has_chat_template(tokenizer) if chat is None else chat
         self.grad_dim = grad_dim  # largest gradient embedding kept exact; see answer_stats
         self._projection = None
+
+    @property
+    def chat(self) -> bool:
+        """Whether prompts go through the chat template."""
+        return self._chat
 
     def render(self, prompt: str) -> str:
         """The exact text the model sees: the chat template for chat models, else the prompt itself."""

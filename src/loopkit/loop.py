@@ -26,15 +26,17 @@ import numpy as np
 from loopkit import stopping
 from loopkit.budget import first_exceeded, round_cost
 from loopkit.errors import LoopkitError, RecipeError
+from loopkit.evaluation import Evaluation, evaluate
 from loopkit.inference import Inference
 from loopkit.prepare import PlannedRound, PreparedRun, prepare
 from loopkit.progress import NullProgress, Progress, Stage
 from loopkit.recipe import ResolvedRecipe
-from loopkit.records import RoundRow, Sample, normalize_question, with_variant
+from loopkit.records import RoundRow, Sample, normalize_question, of_subtask, with_variant
 from loopkit.rundir import RunDir
 from loopkit.seeding import derive_seed
 from loopkit.selectors.base import Selection
 from loopkit.signals import VECTORS, named_reward_model, needs_answers, student_signals, teacher_signals
+from loopkit.trainers.base import Trainer
 
 
 @dataclass
@@ -203,17 +205,7 @@ class Loop:
         return model
 
     def _saved_student(self, done: int, untrained: Any) -> Any:
-        """The student as it was after round ``done``: the model the last round that trained saved."""
-        run = self.run_dir
-        trained = [t for t in range(1, done + 1) if run.trained(t) or run.has_model(t)]
-        if not trained:
-            return untrained  # nothing was trained yet
-        if not any(run.has_model(t) for t in trained):
-            raise RecipeError(
-                f"cannot resume {run.path}: its rounds saved no student (trainer.params.save_model: false); "
-                "start a new run"
-            )
-        return self.trainer.load(run.model_dir(trained[-1]), self.prepared.fresh_student)
+        return saved_student(self.run_dir, self.trainer, done, untrained, self.prepared.fresh_student, "resume")
 
     def _inference(self, model: Any) -> Inference:
         return Inference(model, self.tokenizer, self.recipe.loop.batch_size, self.recipe.loop.max_new_tokens)
@@ -243,7 +235,7 @@ class Loop:
             self.teacher_calls += g.calls
             reason = g.dropped or self._duplicate(g.sample)
             if reason is None:
-                new.append(g.sample)
+                new.append(of_subtask(g.sample, g.seed.subtask))
                 self.known_questions.add(normalize_question(g.sample.question))
             else:
                 dropped.append({"seed_id": g.seed.id, "reason": reason, "question": g.sample.question if g.sample else None})
@@ -340,33 +332,24 @@ class Loop:
         times["select"] = time.monotonic() - clock
         return selection
 
-    def _evaluate(self, t: int) -> tuple[float, list[dict]]:
-        test = self.data.test
-        with self._stage(t, "evaluate", len(test)) as stage:
-            predictions = self.student.generate([self.task.prompt(s.question) for s in test], stage.advance)
-        rows = []
-        for s, p in zip(test, predictions):
-            readings = self.task.readings(s, p)
-            row = {"id": s.id, "question": s.question, "reference": s.final, "prediction": p,
-                   "correct": next(iter(readings.values()))}
-            if len(readings) > 1:  # e.g. GSM8K's strict and flexible matches, side by side
-                row["readings"] = readings
-            rows.append(row)
-        return sum(r["correct"] for r in rows) / len(rows), rows
+    def _evaluate(self, t: int) -> Evaluation:
+        with self._stage(t, "evaluate", len(self.data.test)) as stage:
+            return evaluate(self.student, self.task, self.data.test, stage.advance)
 
     def _finish_round(self, t: int, times: dict[str, float], extra: dict) -> None:
         clock = time.monotonic()
-        accuracy, rows = self._evaluate(t)
+        evaluation = self._evaluate(t)
         times["evaluate"] = time.monotonic() - clock
         self._writing = self.run_dir.round_dir(t)
-        self.run_dir.write_eval(t, rows)
-        if rows and "readings" in rows[0]:
-            extra = {**extra, "accuracy_by_reading": {
-                name: sum(r["readings"][name] for r in rows) / len(rows) for name in rows[0]["readings"]}}
-        spent = self.teacher.spent()
+        self.run_dir.write_eval(t, evaluation.rows)
+        if evaluation.by_reading:
+            extra = {**extra, "accuracy_by_reading": evaluation.by_reading}
+        spent, score = self.teacher.spent(), evaluation.score
         row = RoundRow(
             round=t, samples=self.trained_on, teacher_calls=self.teacher_calls,
-            teacher_tokens=spent["teacher_tokens"], usd=round(spent["usd"], 6), accuracy=accuracy,
+            teacher_tokens=spent["teacher_tokens"], usd=round(spent["usd"], 6), accuracy=score.accuracy,
+            accuracy_se=score.se, test_items=score.n,
+            subtasks={name: sub.to_json() for name, sub in evaluation.subtasks.items()},
             seconds={k: round(v, 3) for k, v in times.items()}, elapsed=round(time.monotonic() - self.started, 3),
         )
         self.run_dir.write_metrics(t, row, extra)
@@ -378,6 +361,20 @@ class Loop:
             self.run_dir.mark_complete(t)
             self.rows.append(row)
         self.progress.round_done(row)
+
+
+def saved_student(run: RunDir, trainer: Trainer, done: int, untrained: Any, fresh: Callable[[], Any], what: str) -> Any:
+    """The student as it was after round ``done`` of ``run``: the model the last round that trained saved
+    (``untrained`` if none trained yet; ``fresh`` gives a new untrained model to load the weights into)."""
+    trained = [t for t in range(1, done + 1) if run.trained(t) or run.has_model(t)]
+    if not trained:
+        return untrained  # nothing was trained yet
+    if not any(run.has_model(t) for t in trained):
+        raise RecipeError(
+            f"cannot {what} {run.path}: its rounds saved no student (trainer.params.save_model: false); "
+            + ("start a new run" if what == "resume" else "only round 0 (the untrained student) can be evaluated")
+        )
+    return trainer.load(run.model_dir(trained[-1]), fresh)
 
 
 def _signal_rows(pool: list[Sample], signals: dict[str, Any]):

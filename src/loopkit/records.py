@@ -36,6 +36,9 @@ class Sample(BaseModel):
     source: str = SEED_SOURCE
     seed_id: str | None = None
     round: int | None = None
+    # The sub-task a sample is of (a reasoning-gym mix's key, a jsonl task's subtask_field); None: the task has
+    # none. Evaluation reports accuracy per sub-task, and a teacher's offspring keeps its seed's.
+    subtask: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
@@ -50,6 +53,11 @@ class Sample(BaseModel):
     @classmethod
     def from_json(cls, line: str) -> "Sample":
         return cls.model_validate_json(line)
+
+
+def of_subtask(sample: Sample, subtask: str | None) -> Sample:
+    """The sample as one of ``subtask`` (an offspring is of its seed's sub-task, whichever teacher wrote it)."""
+    return sample if sample.subtask == subtask else sample.model_copy(update={"subtask": subtask})
 
 
 def normalize_question(text: str) -> str:
@@ -84,6 +92,18 @@ def prompt_variant(seed: Sample) -> str | None:
     return seed.meta.get(PROMPT_VARIANT)
 
 
+@dataclass(frozen=True)
+class Score:
+    """An accuracy from one evaluation: on ``n`` test items, with its binomial standard error over them."""
+
+    accuracy: float
+    se: float
+    n: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "accuracy_se": self.se, "test_items": self.n}
+
+
 @dataclass(frozen=True, kw_only=True)
 class RoundRow:
     """One round of a run as ``summary.json`` lists it and its ``metrics.json`` begins: what the run had spent
@@ -95,10 +115,14 @@ class RoundRow:
     teacher_tokens: int = 0
     usd: float = 0.0
     accuracy: float  # on the test split
+    accuracy_se: float | None = None  # its binomial standard error over the test items (None: an older run)
+    test_items: int | None = None
+    subtasks: dict[str, dict] = field(default_factory=dict)  # sub-task -> Score.to_json() (tasks with sub-tasks)
     seconds: dict[str, float] = field(default_factory=dict)  # per stage of this round
     elapsed: float = 0.0  # since the run started, resumes included
 
     _REQUIRED = {"round": int, "samples": int, "teacher_calls": int, "accuracy": (int, float)}
+    _OPTIONAL = {"accuracy_se": (int, float), "test_items": int}  # absent in older runs
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -111,7 +135,19 @@ class RoundRow:
         for key, kind in cls._REQUIRED.items():
             if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
                 raise ValueError(f"has no valid '{key}'" if key not in data else f"'{key}' is not a number")
+        for key, kind in cls._OPTIONAL.items():
+            if data.get(key) is not None and (not isinstance(data[key], kind) or isinstance(data[key], bool)):
+                raise ValueError(f"'{key}' is not a number")
+        subtasks = data.get("subtasks", {})
+        if not isinstance(subtasks, dict) or not all(
+                isinstance(v, dict) and isinstance(v.get("accuracy"), (int, float)) for v in subtasks.values()):
+            raise ValueError("'subtasks' is not an object of sub-task accuracies")
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)  # row["accuracy"], as when rows were dicts
+
+    @property
+    def score(self) -> Score | None:
+        """The accuracy with its binomial standard error (None: an older run that did not record them)."""
+        return None if self.accuracy_se is None or not self.test_items else Score(self.accuracy, self.accuracy_se, self.test_items)

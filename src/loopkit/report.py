@@ -179,11 +179,28 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 
 def mean_se(values: list[float]) -> dict[str, Any]:
+    """Mean and standard error over seeds (None with one seed: one value has no spread to measure)."""
     values = [v for v in values if v is not None]
     if not values:
         return {"mean": None, "se": None, "n": 0}
-    se = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+    se = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
     return {"mean": float(np.mean(values)), "se": se, "n": len(values)}
+
+
+def accuracy_se(scores: list[dict]) -> dict[str, Any]:
+    """Accuracy (rows, or sub-task entries: ``accuracy``, ``accuracy_se``) as mean ± standard error over seeds;
+    from one run, its binomial standard error over the test items instead. ``se_over`` says which."""
+    if len(scores) == 1 and scores[0].get("accuracy_se") is not None:
+        return {"mean": float(scores[0]["accuracy"]), "se": float(scores[0]["accuracy_se"]), "n": 1, "se_over": "test items"}
+    out = mean_se([s["accuracy"] for s in scores])
+    return {**out, "se_over": "seeds" if out["se"] is not None else None}
+
+
+def _by_subtask(runs: list["Run"]) -> dict[str, dict[str, Any]]:
+    """Final accuracy per sub-task (tasks with sub-tasks; {} otherwise), over the runs that report it."""
+    names = sorted({name for r in runs for name in r.rows[-1].get("subtasks") or {}})
+    return {name: accuracy_se([r.rows[-1]["subtasks"][name] for r in runs if name in (r.rows[-1].get("subtasks") or {})])
+            for name in names}
 
 
 def summarize(runs: list[Run], target: float) -> dict[str, Any]:
@@ -195,7 +212,8 @@ def summarize(runs: list[Run], target: float) -> dict[str, Any]:
         arms[arm] = {
             "runs": [str(r.path) for r in mine],
             "seeds": sorted(r.seed for r in mine),
-            "final_accuracy": mean_se([r.rows[-1]["accuracy"] for r in mine]),
+            "final_accuracy": accuracy_se([r.rows[-1] for r in mine]),
+            "final_accuracy_by_subtask": _by_subtask(mine),
             "auc": mean_se([auc(r.rows, r.budget) for r in mine]),
             "n_to_target": {**mean_se(reached), "reached": sum(x is not None for x in reached)},
             "cost_to_target": {k: mean_se([n_to_reach(r.rows, target, k) for r in mine]) for k in SPEND},
@@ -278,7 +296,7 @@ def _curve(runs: list[Run]) -> list[dict]:
         "round": i,
         "samples": float(np.mean([r.rows[i]["samples"] for r in runs])),
         "teacher_calls": float(np.mean([r.rows[i]["teacher_calls"] for r in runs])),
-        "accuracy": mean_se([r.rows[i]["accuracy"] for r in runs]),
+        "accuracy": accuracy_se([r.rows[i] for r in runs]),
     } for i in range(rounds)]
 
 
@@ -320,7 +338,7 @@ def plot(report: dict[str, Any], directory: Path) -> list[Path]:
         for arm, data in report["arms"].items():
             xs = [c[x_key] for c in data["curve"]]
             ys = np.array([c["accuracy"]["mean"] for c in data["curve"]])
-            se = np.array([c["accuracy"]["se"] for c in data["curve"]])
+            se = np.array([c["accuracy"]["se"] or 0.0 for c in data["curve"]])
             label_lines = [f"{arm} (n={data['final_accuracy']['n']})", *_legend_differences(report, arm)]
             if len(xs) <= 2:  # evaluated untrained and after its one training: no curve in between was measured
                 ax.errorbar(xs, ys, yerr=se, fmt="s", capsize=3, label="\n".join(label_lines))
@@ -370,12 +388,10 @@ def tables(report: dict[str, Any]) -> list[Any]:
 
     target, arms = report["target"], report["arms"]
 
-    def cell(m, fmt="{:.1%}"):
-        return "-" if m["mean"] is None else f"{fmt.format(m['mean'])} ± {fmt.format(m['se'])}"
-
     budget = f"budget {report['budget']:,} samples" if report["budget"] else "budgets differ"
+    spread = _spread(arms)
     main = Table("arm", "seeds", "final accuracy", "AUC", f"N({target:g})", "teacher calls", "tokens", "USD",
-                 title=f"{report.get('title') or 'runs'}: mean ± standard error over seeds ({budget})")
+                 title=f"{report.get('title') or 'runs'}: {spread} ({budget})")
     compute = Table("arm", "train steps", "train tokens", "train seconds", f"teacher calls to {target:g}",
                     f"tokens to {target:g}", f"USD to {target:g}",
                     title=f"training compute (total per run) and teacher cost to reach accuracy {target:g}")
@@ -388,7 +404,7 @@ def tables(report: dict[str, Any]) -> list[Any]:
         t, c = a["training"], a["cost_to_target"]
         compute.add_row(arm, cell(t["steps"], "{:,.0f}"), cell(t["tokens"], "{:,.0f}"), cell(t["seconds"], "{:,.0f}"),
                         cell(c["teacher_calls"], "{:,.0f}"), cell(c["teacher_tokens"], "{:,.0f}"), cell(c["usd"], "{:.4f}"))
-    out: list[Any] = [main, compute, *report.get("baselines", {}).values()]
+    out: list[Any] = [main, compute, *_subtask_table(arms, spread), *report.get("baselines", {}).values()]
     if report["paired"]:
         paired = Table("arm − baseline", "pairs", "final accuracy", "AUC", f"N({target:g})",
                        title="paired differences over shared seeds: mean [95% t interval] and sign-flip p")
@@ -399,6 +415,37 @@ def tables(report: dict[str, Any]) -> list[Any]:
             notes += _left_out(e)
         out += [paired, *notes]
     return out
+
+
+def _spread(arms: dict[str, Any]) -> str:
+    """What the ± of the accuracies is: the standard error over seeds, or for an arm of one seed the binomial one."""
+    single = [arm for arm, a in arms.items() if a["final_accuracy"].get("se_over") == "test items"]
+    if not single:
+        return "mean ± standard error over seeds"
+    if len(single) == len(arms):
+        return "one seed each: accuracy ± its binomial standard error over the test items"
+    return "mean ± standard error over seeds; accuracy of an arm of one seed ± its binomial standard error over the test items"
+
+
+def _subtask_table(arms: dict[str, Any], spread: str) -> list[Any]:
+    """Final accuracy per arm and sub-task (none for a task without several)."""
+    from loopkit.console import table as Table
+
+    names = sorted({name for a in arms.values() for name in a.get("final_accuracy_by_subtask", {})})
+    if len(names) < 2:  # one sub-task is the whole test split: the main table has it
+        return []
+    table = Table("arm", *names, title=f"final accuracy per sub-task ({spread})")
+    for arm, a in arms.items():
+        subtasks = a.get("final_accuracy_by_subtask", {})
+        table.add_row(arm, *(cell(subtasks[n]) if n in subtasks else "-" for n in names))
+    return [table]
+
+
+def cell(m: dict[str, Any], fmt: str = "{:.1%}") -> str:
+    """'41.7% ± 3.2%'; without the ± where there is no standard error (one seed), '-' for no value."""
+    if m["mean"] is None:
+        return "-"
+    return fmt.format(m["mean"]) + ("" if m["se"] is None else f" ± {fmt.format(m['se'])}")
 
 
 def _left_out(entry: dict[str, Any]) -> list[str]:

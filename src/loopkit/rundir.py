@@ -244,10 +244,12 @@ class RunDir:
 
     def write_selected(self, round_no: int, picks: Iterable[tuple[int, Sample]]) -> None:
         """selected.jsonl: per picked seed (its pool index, and the seed as the teacher got it), its index, id,
-        question and the prompt variant the selector asked for, if any."""
+        question, sub-task (if the task has them) and the prompt variant the selector asked for, if any."""
         def row(index: int, seed: Sample) -> dict:
             variant = prompt_variant(seed)
-            return {"index": index, "id": seed.id, "question": seed.question, **({"variant": variant} if variant is not None else {})}
+            return {"index": index, "id": seed.id, "question": seed.question,
+                    **({"subtask": seed.subtask} if seed.subtask is not None else {}),
+                    **({"variant": variant} if variant is not None else {})}
 
         self.write_jsonl(self.round_path(round_no) / "selected.jsonl", (row(i, s) for i, s in picks))
 

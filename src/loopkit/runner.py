@@ -85,13 +85,14 @@ class RichProgress(NullProgress):
         spend = f"{row.teacher_calls} teacher calls"
         if row.teacher_tokens:
             spend += f", {row.teacher_tokens:,} tokens, ${row.usd:.4f}"
+        subtasks = f" ({subtask_accuracies(row)})" if len(row.subtasks) > 1 else ""  # one is the accuracy itself
         of = f" of {self.last}" if self.last is not None else ""
         eta = None
         if self.last is not None and row.round < self.last:  # the next round's clock starts now
             self.round, self.round_started = row.round + 1, time.monotonic()
             eta = self.eta()
         self.console.print(
-            f"round {row.round}{of}: accuracy [bold]{row.accuracy:.1%}[/] with {row.samples} synthetic samples; "
+            f"round {row.round}{of}: accuracy [bold]{accuracy_text(row)}[/]{subtasks} with {row.samples} synthetic samples; "
             f"spent {spend} ({times})" + (f"; ETA {_clock(eta)}" if eta is not None else ""),
             highlight=False,
         )
@@ -193,11 +194,24 @@ def report_stop(console: Console, run_dir: RunDir) -> None:
                       highlight=False)
 
 
+def accuracy_text(row: RoundRow) -> str:
+    """'41.7% ± 14.2%': the accuracy with its binomial standard error over the test items (where recorded)."""
+    return f"{row.accuracy:.1%}" + (f" ± {row.accuracy_se:.1%}" if row.accuracy_se is not None else "")
+
+
+def subtask_accuracies(row: RoundRow) -> str:
+    """'syllogism 50.0%, aiw 33.3%': the accuracy per sub-task, briefly."""
+    return ", ".join(f"{name} {s['accuracy']:.1%}" for name, s in row.subtasks.items())
+
+
 def results_table(result: RunResult) -> Table:
-    # Titled by the run's name: its full path (printed above it) would stretch the table.
-    table = Table("round", "synthetic samples", "teacher calls", "test accuracy", "round time", title=result.run_dir.path.name)
+    """Per round: samples, calls, accuracy ± its binomial standard error over the test items, time (the round lines
+    and ``report`` give the accuracy per sub-task). Titled by the run's name: its full path (printed above it)
+    would stretch the table."""
+    table = Table("round", "synthetic samples", "teacher calls", "test accuracy", "round time",
+                  title=result.run_dir.path.name, caption="± the binomial standard error over the test items")
     for row in result.rows:
-        table.add_row(str(row.round), str(row.samples), str(row.teacher_calls), f"{row.accuracy:.1%}",
+        table.add_row(str(row.round), str(row.samples), str(row.teacher_calls), accuracy_text(row),
                       f"{sum(row.seconds.values()):.1f}s")
     return table
 

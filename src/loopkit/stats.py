@@ -22,6 +22,12 @@ from typing import Any
 
 import numpy as np
 
+def binomial_se(accuracy: float, n: int) -> float:
+    """The standard error of an accuracy measured on ``n`` test items: sqrt(p(1-p)/n) (the spread the
+    choice of test items alone gives, for one evaluation; not the spread over seeds)."""
+    return math.sqrt(accuracy * (1 - accuracy) / n) if n else 0.0
+
+
 LEVEL = 0.95
 EXACT_UP_TO = 16  # pairs: 2^16 sign patterns are enumerated; above, a fixed-seed Monte Carlo sample of them
 DRAWS = 100_000

@@ -3,7 +3,8 @@
 Each line is a JSON object. ``question_field`` holds the question; ``answer_field`` (optional) a
 worked answer (GSM8K's ``answer`` ends in ``#### <number>``); ``final_field`` (optional) the final
 answer. Without ``final_field`` the final answer is read from the worked answer by the task's
-checker (``numeric``, ``exact``, ``boolean``, ``choice``; see ``loopkit.checkers``). Every data
+checker (``numeric``, ``exact``, ``boolean``, ``choice``; see ``loopkit.checkers``); ``subtask_field``
+(optional) names each record's sub-task, for accuracy per sub-task. Every data
 problem is one error naming the file, line and field. Questions in both splits are removed from the
 seed pool with a warning; ``strict: true`` refuses such files instead.
 """
@@ -39,6 +40,8 @@ class JsonlTask(Task):
         checker: Literal["numeric", "exact", "boolean", "choice", "math"] = Field(
             "exact", description="how answers are compared: numeric (GSM8K strict + flexible), exact, boolean, choice, math")
         strict: bool = Field(False, description="refuse seed/test overlap instead of removing it with a warning")
+        subtask_field: str | None = Field(None, description="a field naming each record's sub-task (e.g. its source "
+                                                            "dataset): accuracy is then also reported per sub-task")
 
         @model_validator(mode="after")
         def _a_final_answer_somewhere(self) -> "JsonlTask.Params":
@@ -135,8 +138,9 @@ class JsonlTask(Task):
                 field = p.final_field or p.answer_field
                 raise DataError(f"{where}: field '{field}': the {p.checker} checker can never match the final answer "
                                 f"{final[:40]!r}; fix the answer or choose another task.params.checker")
+            subtask = _field(record, p.subtask_field, where, "subtask_field") if p.subtask_field else None
             samples.append(Sample.create(question, answer if answer is not None else final, final=final,
-                                         source=source, meta={"line": where}))
+                                         source=source, subtask=subtask, meta={"line": where}))
         return samples
 
     def check(self, sample: Sample, completion: str) -> bool:

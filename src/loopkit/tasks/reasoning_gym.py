@@ -1,8 +1,8 @@
 """Tasks from reasoning-gym's seeded procedural generators, checked by each generator's verifier.
 
 A mix is keyed by name: a generator's name, or the name of a level of one (``generator:`` says
-which), so one generator can appear at several difficulties, a config each. Every item records
-its key as ``meta["level"]``, and the procedural teacher keeps it: an offspring has its seed's level.
+which), so one generator can appear at several difficulties, a config each. Every item's sub-task
+(``Sample.subtask``) is its key, so accuracy is reported per key, and an offspring has its seed's.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def make_dataset(name: str, config: dict, size: int, seed: int):
 
 def to_sample(entry: dict, generator: str, config: dict, level: str | None = None, **fields: Any) -> Sample:
     """A reasoning-gym item as a Sample; the generator's metadata is kept for its verifier, and its
-    level (the mix's key; default: the generator's name) for analysis and for the teacher."""
+    level (the mix's key; default: the generator's name) as its sub-task."""
     final = entry["answer"]
     metadata = json.loads(json.dumps(entry.get("metadata", {}), default=str))
     steps = metadata.pop("answer_cot", None)
@@ -73,7 +73,8 @@ def to_sample(entry: dict, generator: str, config: dict, level: str | None = Non
         entry["question"],
         format_answer(str(final), steps) if final is not None else None,
         final=None if final is None else str(final),
-        meta={"generator": generator, "config": config, "level": level or generator, "rg": metadata},
+        subtask=level or generator,
+        meta={"generator": generator, "config": config, "rg": metadata},
         **fields,
     )
 

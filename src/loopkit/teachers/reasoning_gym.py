@@ -1,5 +1,5 @@
 """A procedural teacher: for each seed, a fresh item from the same generator and config (so the
-offspring keeps its seed's level, ``meta["level"]``).
+offspring keeps its seed's level, its ``subtask``).
 
 Free, exact and offline: the "similar question" is a new draw from the seed's generator, and its
 answer (with worked steps where the generator provides them) is correct by construction.
@@ -43,7 +43,7 @@ class ReasoningGymTeacher(Teacher):
     def _one(self, seed: Sample, round_no: int, random_seed: int, index: int) -> Generation:
         generator, config = seed.meta["generator"], seed.meta["config"]
         dataset = make_dataset(generator, config, 1, derive_seed(random_seed, "teacher", round_no, index, seed.id))
-        sample = to_sample(dataset[0], generator, config, seed.meta.get("level"), source=SOURCE, seed_id=seed.id,
+        sample = to_sample(dataset[0], generator, config, seed.subtask, source=SOURCE, seed_id=seed.id,
                            round=round_no)
         if sample.answer is None:
             return Generation(seed, None, f"generator '{generator}' gives no reference answer", calls=1)

@@ -7,6 +7,9 @@ Its training compute lands in each round's metrics.json under ``train``: ``steps
 steps), ``tokens`` (the tokens the model was trained on: prompt + completion after truncation to
 max_length, padding excluded, summed over every step, so each epoch counts; only the completion's
 part carries loss) and ``train_seconds`` (the training loop's wall time, model loading excluded).
+
+``processes: N`` (or an ``accelerate_config`` file: FSDP, DeepSpeed) runs the training step under
+``accelerate launch`` while the loop stays one process (``trainers/launch.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from loopkit.component import Params
 from loopkit.errors import LoopkitError
@@ -54,6 +57,24 @@ class TRLSFTTrainer(Trainer):
         gradient_checkpointing: bool = False
         lora: LoraParams | None = None
         save_model: bool = True
+        processes: int = Field(1, ge=1, le=1024, description=(
+            "training processes: above 1, each round's training runs under `accelerate launch --num_processes N` "
+            "(DDP: one process per GPU; gloo processes on a CPU) while the loop stays one process; batch_size is per process"))
+        accelerate_config: str | None = Field(None, description=(
+            "an accelerate config file (from `accelerate config`: FSDP, DeepSpeed, several machines); training runs "
+            "under `accelerate launch --config_file` with it"))
+
+        @field_validator("accelerate_config")
+        @classmethod
+        def _config_exists(cls, path: str | None) -> str | None:
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"no file {path}; write one with `accelerate config` (recipes/accelerate/ has examples)")
+            return path
+
+    @property
+    def launched(self) -> bool:
+        """Whether training runs in processes of its own, under ``accelerate launch``."""
+        return self.params.processes > 1 or self.params.accelerate_config is not None
 
     def check_model(self, model) -> None:
         lora = self.params.lora
@@ -84,6 +105,24 @@ class TRLSFTTrainer(Trainer):
         return []
 
     def train(self, model, tokenizer, prompts, completions, output_dir: Path, seed: int, stage: Stage):
+        from loopkit.inference import token_lengths
+
+        # Teachers can write longer than the seeds: never hand TRL a set with no answer token left.
+        self.check_lengths(token_lengths(tokenizer, list(prompts)),
+                           [n + 1 for n in token_lengths(tokenizer, list(completions), special=False)])
+        if self.launched:
+            from loopkit.trainers.launch import train_launched
+
+            return train_launched(self, model, tokenizer, list(prompts), list(completions), output_dir, seed, stage)
+        trainer = self.sft_trainer(model, tokenizer, prompts, completions, output_dir, seed, stage)
+        result = trainer.train()
+        trained = trainer.model.eval()
+        if self.params.save_model:
+            self.save(trained, tokenizer, output_dir / "model")
+        return trained, self.metrics(trainer, result, len(prompts))
+
+    def sft_trainer(self, model, tokenizer, prompts, completions, output_dir: Path, seed: int, stage: Stage):
+        """TRL's SFTTrainer for this round, its progress reported to ``stage`` (in this process or a launched one)."""
         import datasets
         from transformers import TrainerCallback
         from transformers.trainer_callback import PrinterCallback
@@ -91,11 +130,6 @@ class TRLSFTTrainer(Trainer):
 
         datasets.disable_progress_bars()
         p = self.params
-        from loopkit.inference import token_lengths
-
-        # Teachers can write longer than the seeds: never hand TRL a set with no answer token left.
-        self.check_lengths(token_lengths(tokenizer, list(prompts)),
-                           [n + 1 for n in token_lengths(tokenizer, list(completions), special=False)])
 
         class _Report(TrainerCallback):
             def on_train_begin(self, args, state, control, **kwargs):
@@ -132,7 +166,7 @@ class TRLSFTTrainer(Trainer):
             include_num_input_tokens_seen="non_padding",  # the training tokens the report sums
         )
         peft_config = None
-        if p.lora is not None:
+        if p.lora is not None and not _is_peft(model):  # retrain: continue goes on training the adapter it has
             from peft import LoraConfig
 
             peft_config = LoraConfig(
@@ -144,18 +178,23 @@ class TRLSFTTrainer(Trainer):
             train_dataset=datasets.Dataset.from_dict({"prompt": list(prompts), "completion": list(completions)}),
         )
         trainer.remove_callback(PrinterCallback)  # loss dicts on stdout would break the progress display
-        result = trainer.train()
-        losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-        metrics = {
+        return trainer
+
+    @staticmethod
+    def metrics(trainer, result, examples: int) -> dict:
+        """The round's ``train`` metrics from a finished SFTTrainer (num_input_tokens_seen is summed over processes)."""
+        return {
             "train_loss": result.training_loss,
             "steps": result.global_step,
             "tokens": int(trainer.state.num_input_tokens_seen),
-            "examples": len(prompts),
+            "examples": examples,
             "train_seconds": result.metrics.get("train_runtime"),
             "samples_per_second": result.metrics.get("train_samples_per_second"),
-            "loss_curve": losses,
+            "loss_curve": [entry["loss"] for entry in trainer.state.log_history if "loss" in entry],
         }
-        trained = trainer.model.eval()
-        if p.save_model:
-            self.save(trained, tokenizer, output_dir / "model")
-        return trained, metrics
+
+
+def _is_peft(model) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
