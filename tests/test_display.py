@@ -109,7 +109,7 @@ def test_a_teacher_stage_moves_with_each_batch_of_the_teacher(write_recipe, tmp_
                 def set_total(self, total):
                     pass
 
-                def show(self, **values):
+                def show(self, name, value):
                     pass
 
             yield Stage()

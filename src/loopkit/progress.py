@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 class Stage(Protocol):
     def advance(self, n: int = 1) -> None: ...
     def set_total(self, total: int) -> None: ...
-    def show(self, **values: float) -> None: ...  # e.g. ``loss=1.23``: the latest value of a metric, shown live
+    def show(self, name: str, value: float) -> None: ...  # e.g. ("loss", 1.23): a metric's latest value, shown live
 
 
 class Progress(Protocol):
@@ -30,7 +30,7 @@ class _NullStage:
     def set_total(self, total: int) -> None:
         pass
 
-    def show(self, **values: float) -> None:
+    def show(self, name: str, value: float) -> None:
         pass
 
 

@@ -125,9 +125,9 @@ class _Bar:
     def set_total(self, total: int) -> None:
         self.display.bars.update(self.task, total=total)
 
-    def show(self, **values: float) -> None:
-        if "loss" in values:
-            self.display.loss = values["loss"]
+    def show(self, name: str, value: float) -> None:
+        if name == "loss":
+            self.display.loss = value
 
 
 def _clock(seconds: float) -> str:

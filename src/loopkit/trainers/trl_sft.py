@@ -140,7 +140,7 @@ class TRLSFTTrainer(Trainer):
 
             def on_log(self, args, state, control, logs=None, **kwargs):
                 if logs and "loss" in logs and hasattr(stage, "show"):  # a caller's own Stage may not show values
-                    stage.show(loss=logs["loss"])
+                    stage.show("loss", logs["loss"])  # positional: a launched process replays it as JSON
 
         config = SFTConfig(
             output_dir=str(output_dir),
