@@ -127,3 +127,22 @@ def test_running_arms_never_share_a_gpu_slot(tmp_path):
     for i, (d, a, b) in enumerate(spans):
         assert not any(d == e and a < y and x < b for e, x, y in spans[i + 1 :])  # never two arms on one GPU at once
     assert sorted(s for s in said if s.startswith("running")) == sorted(f"running on GPU {d}" for d, _, _ in spans)
+
+
+def test_compare_shows_what_each_arm_does_and_its_final_state(write_recipe, tmp_path):
+    """Off a terminal: a line as each arm starts, enters a round (read from its run directory) and ends; a damaged
+    arm is shown failed, and no arm is left shown running."""
+    cmp = tmp_path / "cmp"
+    damaged = cmp / "random-seed3-20260101-000000"  # an earlier random arm that cannot be resumed
+    damaged.mkdir(parents=True)
+    (damaged / "recipe.yaml").write_text("name: random-seed3\n")
+    result = invoke("compare", write_recipe(), "--selectors", "loss,random", "--seeds", "1", "-d", cmp, "--set", "loop.rounds=1")
+    lines = result.output.splitlines()
+    assert result.exit_code == 1 and "1 arm(s) failed (random-seed3)" in result.output, result.output
+    loss = [line for line in lines if line.startswith("loss-seed3: ")]
+    assert loss[0] == "loss-seed3: running" and loss[-1] == "loss-seed3: done", loss
+    assert any(line.startswith("loss-seed3: round 1 of 1: ") for line in loss), loss  # the stage it was in
+    assert lines.count("random-seed3: resuming") == 1
+    random = [line for line in lines if line.startswith("random-seed3: ")]
+    assert random[-1] == "random-seed3: failed (exit 1; see random-seed3.log)", random  # nothing said after its end
+    assert not [line for line in lines if line.startswith("arms")], result.output  # no bar drawn into a log

@@ -66,7 +66,7 @@ def test_metrics_record_accuracy_per_subtask_with_binomial_standard_errors(run):
         summary = json.loads((path / "summary.json").read_text())["rounds"][t]
         assert summary["subtasks"] == metrics["subtasks"] and summary["accuracy_se"] == metrics["accuracy_se"]
         # the round line: the accuracy ± its standard error, then each sub-task's accuracy
-        line = next(x for x in output.splitlines() if x.startswith(f"round {t}: accuracy"))
+        line = next(x for x in output.splitlines() if x.startswith(f"round {t} of 1: accuracy"))
         assert f"{p:.1%} ± {metrics['accuracy_se']:.1%} (" in line
         assert all(f"{name} {s['accuracy']:.1%}" in line for name, s in metrics["subtasks"].items())
     # every offspring is of its seed's sub-task

@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "loopkit"
 # Lowest first. A module may import its own layer and those below it (lazy imports included).
 LAYERS = [
     ("base", {"__init__", "errors", "files", "seeding", "secrets", "progress", "device", "hookspecs", "journal",
-              "checkers", "records", "component", "stopping", "stats"}),
+              "checkers", "records", "component", "stopping", "stats", "console"}),
     ("plugin host", {"registry", "plugins", "builtin", "environment"}),
     ("components and the run directory", {"models", "tasks", "teachers", "selectors", "trainers", "inference",
                                           "reward_model", "rundir"}),
@@ -26,7 +26,7 @@ LAYERS = [
 
 # The run directory's own file names: only rundir.py joins them to a path.
 RUN_FILES = {"recipe.yaml", "manifest.json", "summary.json", "COMPLETE", "selected.jsonl", "pool_signals.jsonl",
-             "synthetic.jsonl", "dropped.jsonl", "fidelity.jsonl", "eval.jsonl", "metrics.json"}
+             "synthetic.jsonl", "dropped.jsonl", "fidelity.jsonl", "eval.jsonl", "metrics.json", "status.json"}
 
 
 def _layer(module: str) -> int:

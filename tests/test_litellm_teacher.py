@@ -405,3 +405,14 @@ def test_a_list_of_endpoints_is_checked():
     with pytest.raises(ValueError, match="lists no endpoint"):
         LiteLLMTeacher.Params(model="openai/m", api_base=[])
     assert LiteLLMTeacher.Params(model="openai/m", api_base=["http://a/v1"]).api_base == "http://a/v1"
+
+
+def test_the_teacher_reports_each_call_as_it_is_answered_and_the_journal_s_at_once(server, api_key, tmp_path):
+    moves = []
+    with (teacher := make_teacher(server, tmp_path, concurrency=1)).reporting(moves.append):
+        teacher.generate(SEEDS, round_no=1, random_seed=7)
+    assert moves == [1] * 8  # four questions, then four answers, one by one
+    moves.clear()
+    with (again := make_teacher(server, tmp_path)).reporting(moves.append):
+        again.generate(SEEDS, round_no=1, random_seed=7)
+    assert moves == [4, 4] and server.requests == 8  # a resume: the journal answers each batch at once

@@ -158,7 +158,8 @@ def test_a_relative_output_directory_keeps_every_file_in_the_run_directory(write
     result = CliRunner().invoke(build_app(), ["run", str(recipe), "--set", "loop.rounds=1", "-o", "rel"])
     assert result.exit_code == 0, result.output
     (run,) = (tmp_path / "rel").iterdir()
-    assert sorted(p.name for p in run.iterdir()) == [".lock", "manifest.json", "recipe.yaml", "round-000", "round-001", "summary.json"]
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "manifest.json", "recipe.yaml", "round-000", "round-001", "status.json",
+                                                     "summary.json"]
     assert (run / "round-001" / "synthetic.jsonl").exists() and (run / "round-001" / "COMPLETE").exists()
 
 

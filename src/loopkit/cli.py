@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
 from loopkit import __version__, stopping
+from loopkit.console import make_console
 from loopkit.errors import LoopkitError
 from loopkit.files import check_dir_target, os_error_message, printable, shown
 from loopkit.secrets import masked_command, masked_override, redact
 
-err_console = Console(stderr=True)
-console = Console()
+err_console = make_console(stderr=True)
+console = make_console()
 
 
 def _debug_enabled(ctx: typer.Context | None) -> bool:
@@ -94,7 +94,7 @@ def _interrupted(ctx: typer.Context, after: str | None = None) -> None:
     """A stop by a signal (Ctrl-C, SIGTERM, SIGHUP) exits with 128 + its number: 130, 143, 129."""
     try:
         err_console.print(f"Interrupted ({stopping.name()})" + (f"; while stopping: {redact(after)}" if after else "."),
-                          highlight=False, soft_wrap=True)
+                          highlight=False, markup=False, soft_wrap=True)
     except OSError:  # a closed terminal (SIGHUP) takes no more output; the exit code still says what happened
         pass
     ctx.exit(stopping.exit_code())
@@ -224,13 +224,13 @@ def build_app() -> typer.Typer:
         resolved = load_recipe(recipe, _with_strict(overrides, strict))
         data, unchecked = validate_recipe(resolved)
         for warning in (data.warnings if data else ()):
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
         for reason in unchecked:
-            console.print(f"[yellow]not checked here:[/] {reason}", highlight=False)
+            console.print(f"[yellow]not checked here:[/] {escape(reason)}", highlight=False)
         r = resolved.recipe
         sizes = f"{len(data.pool)} seeds, {len(data.test)} test" if data else "data not loaded here"
         console.print(
-            f"[green]OK[/] {shown(recipe)}: task {r.task.name} ({sizes}), "
+            f"[green]OK[/] {escape(shown(recipe))}: task {r.task.name} ({sizes}), "
             f"student {r.student.name}, teacher {r.teacher.name}, selector {r.selector.name}, "
             f"trainer {r.trainer.name}; {r.loop.mode}, {r.loop.rounds} rounds x {r.loop.per_round}",
             highlight=False,
@@ -248,13 +248,14 @@ def build_app() -> typer.Typer:
         from loopkit.export import export_run
 
         result = export_run(run_dir, to, round, merge, license_id)
-        console.print(f"round {result.round} student ({result.model_kind}, card README.md): {result.model_dir}", highlight=False)
-        console.print(f"synthetic data ({result.rows} rows, card README.md): {result.data_dir}", highlight=False)
-        console.print(f"lm-eval task {result.lm_eval.name}: {result.lm_eval.directory}", highlight=False)
+        plain = {"highlight": False, "markup": False}  # paths as they are
+        console.print(f"round {result.round} student ({result.model_kind}, card README.md): {result.model_dir}", **plain)
+        console.print(f"synthetic data ({result.rows} rows, card README.md): {result.data_dir}", **plain)
+        console.print(f"lm-eval task {result.lm_eval.name}: {result.lm_eval.directory}", **plain)
         if result.lm_eval_command:
-            console.print(f"  {result.lm_eval_command}", highlight=False, soft_wrap=True)
+            console.print(f"  {result.lm_eval_command}", highlight=False, markup=False, soft_wrap=True)
         if result.lm_eval_note:
-            console.print(f"  note: {result.lm_eval_note}", highlight=False)
+            console.print(f"  note: {result.lm_eval_note}", highlight=False, markup=False)
 
     @app.command("eval")
     def eval_(
@@ -268,7 +269,7 @@ def build_app() -> typer.Typer:
     ) -> None:
         """Evaluate a model (or a run's round) on a recipe's test split: accuracy ± binomial SE, per sub-task."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        from rich.table import Table
+        from loopkit.console import table as Table
 
         from loopkit.evaluator import evaluate_model
         from loopkit.runner import quiet_libraries
@@ -337,10 +338,12 @@ def build_app() -> typer.Typer:
             processes.close()
 
     def _compare(recipe, selectors, seeds, static, jobs, directory, overrides, target, processes, grace) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
         from loopkit.compare import plan_arms, run_arms
+        from loopkit.console import on_terminal
         from loopkit.recipe import load_recipe
+        from loopkit.runner import StatusBars
 
         resolved = load_recipe(recipe, overrides or [])
         names = [s.strip() for s in selectors.split(",") if s.strip()]
@@ -355,25 +358,39 @@ def build_app() -> typer.Typer:
         jobs, how = processes.schedule(jobs, len(arms))
         gpus = processes.gpus()
         on = f", one GPU each, round robin over {','.join(gpus)} (CUDA_VISIBLE_DEVICES)" if gpus else ""
-        console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {how}{on})", highlight=False)
-        with Progress(TextColumn("[bold]arms"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TextColumn("{task.description}"), console=console) as bars:
+        console.print(f"comparison directory: {target_dir.absolute()} ({len(arms)} arms, {how}{on})", highlight=False,
+                      markup=False)
+        running: dict[str, str] = {}  # arm -> what it does now (above the bar on a terminal)
+        live = on_terminal(console)
+
+        def doing() -> str:
+            return "\n".join(f"{name}: {what}" for name, what in list(running.items()))
+
+        with StatusBars(doing, TextColumn("[bold]arms"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, disable=not live) as bars:  # off a terminal: the lines below only
             overall = bars.add_task("", total=len(arms))
 
             def on_change(arm, state):
                 if state.startswith(("done", "failed", "interrupted", "not started")):
+                    running.pop(arm.name, None)
                     bars.advance(overall)
-                    console.print(f"{arm.name}: {state}", highlight=False)
                 else:
-                    bars.update(overall, description=f"{arm.name} {state}")
+                    running[arm.name] = state
+                console.print(f"{arm.name}: {state}", highlight=False, markup=False)
 
-            states = run_arms(recipe, resolved, arms, target_dir, jobs, overrides or [], on_change, processes, grace, gpus)
+            def on_status(arm, status):
+                if not live and running[arm.name].split(":")[0] != status.split(":")[0]:
+                    console.print(f"{arm.name}: {status}", highlight=False, markup=False)  # off a terminal: each new round
+                running[arm.name] = status
+
+            states = run_arms(recipe, resolved, arms, target_dir, jobs, overrides or [], on_change, processes, grace,
+                              on_status, gpus=gpus)
         stop = stopping.requested()
         if stop is not None:
             unfinished = [name for name, state in states.items() if state != "done"]
             console.print(f"stopped by {stop.name}: {len(unfinished)} arm(s) unfinished ({', '.join(unfinished) or 'none'}; "
                           f"their complete rounds are kept in {target_dir}); continue with the same command: "
-                          f"{_same_command('compare')}", highlight=False, soft_wrap=True)
+                          f"{_same_command('compare')}", highlight=False, markup=False, soft_wrap=True)
             raise KeyboardInterrupt
         failed = [name for name, state in states.items() if state != "done"]
         _print_report([target_dir], target, target_dir)
@@ -408,14 +425,14 @@ def build_app() -> typer.Typer:
         for part in tables(data):
             console.print(part, highlight=False)
         for warning in data["warnings"]:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
         f = data["fidelity"]
         if f["available"]:
             fmt = lambda x: "n/a" if x is None else f"{x:+.2f}"  # noqa: E731
             console.print(f"fidelity (Spearman, own loss of seed vs offspring): per item {fmt(f['per_item_spearman'])} "
                           f"over {f['pairs']} pairs; data-set level (medians) {fmt(f['dataset_level_spearman'])} over "
                           f"{f['groups']} run-rounds", highlight=False)
-        console.print(f"wrote {out / 'report.json'} and {', '.join(p.name for p in pngs)}", highlight=False)
+        console.print(f"wrote {out / 'report.json'} and {', '.join(p.name for p in pngs)}", highlight=False, markup=False)
 
     @app.command("list-plugins")
     def list_plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
@@ -434,13 +451,13 @@ def build_app() -> typer.Typer:
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
-        from rich.table import Table
+        from loopkit.console import table as Table
 
         table = Table("kind", "name", "distribution", "version", "status", title="loopkit plugins")
         for row in rows:
-            status = {"ok": "[green]ok[/]", "needs": f"[yellow]{row['status']}[/]"}.get(row["status"].split()[0],
-                                                                                  f"[red]{row['status']}[/]")
-            table.add_row(row["kind"], row["name"], row["distribution"], row["version"], status)
+            kind = row["status"].split()[0]
+            status = {"ok": "[green]ok[/]", "needs": f"[yellow]{escape(row['status'])}[/]"}.get(kind, f"[red]{escape(row['status'])}[/]")
+            table.add_row(*(escape(str(row[k])) for k in ("kind", "name", "distribution", "version")), status)
         console.print(table)
 
     @app.command()
@@ -458,7 +475,7 @@ def build_app() -> typer.Typer:
                 value = ", ".join(f"{k} {v}" for k, v in value.items())
             elif isinstance(value, list):
                 value = ", ".join(value)
-            console.print(f"[bold]{key}[/]: {value}", highlight=False)
+            console.print(f"[bold]{key}[/]: {escape(str(value))}", highlight=False)
 
     plugin_app = typer.Typer(help="Write your own components.", no_args_is_help=True)
     app.add_typer(plugin_app, name="plugin")
@@ -473,7 +490,8 @@ def build_app() -> typer.Typer:
         from loopkit.scaffold import new_plugin
 
         root = new_plugin(kind, name, directory)
-        console.print(f"created {root}; next: pip install -e '{root}[test]' && pytest {root}", highlight=False)
+        console.print(f"created {root}; next: pip install -e '{root}[test]' && pytest {root}", highlight=False, markup=False,
+                      soft_wrap=True)  # one line to copy, on a terminal too
 
     from loopkit.plugins import plugin_host
 

@@ -70,18 +70,32 @@ def plan_arms(resolved: ResolvedRecipe, selectors: list[str], seeds: int, static
     return arms
 
 
+def _latest_run(directory: Path, arm: Arm) -> RunDir | None:
+    """The arm's newest run directory (names end in their start time), or None before its first."""
+    runs = sorted(p for p in directory.glob(f"{arm.name}-*") if p.is_dir() and RunDir(p).has_recipe())
+    return RunDir(runs[-1]) if runs else None
+
+
 def arm_state(directory: Path, arm: Arm, last_round: int) -> tuple[str, Path | None]:
     """("done" | "partial" | "new" | "running", its run directory); "running": another process holds the run."""
-    runs = sorted(p for p in directory.glob(f"{arm.name}-*") if p.is_dir() and RunDir(p).has_recipe())
-    if not runs:
+    run = _latest_run(directory, arm)
+    if run is None:
         return "new", None
-    run = RunDir(runs[-1])
     if run.holder() is not None:
         return "running", run.path
     summary = run.summary() or {}  # only for a budget stop; the rounds themselves say how far the run got
     if summary.get("stopped") or run.complete_rounds() >= last_round:
         return "done", run.path
     return "partial", run.path
+
+
+def arm_status(directory: Path, arm: Arm) -> str | None:
+    """What a running arm does now, from its run directory: e.g. "round 2 of 3: train"; None before it wrote that."""
+    run = _latest_run(directory, arm)
+    status = run.status() if run is not None else None
+    if status is None:
+        return None
+    return f"round {status['round']} of {status['last']}: {status['stage']}"
 
 
 class Arms:
@@ -161,16 +175,22 @@ def device_slots(gpus: list[str], jobs: int) -> list[str | None]:
 
 def run_arms(recipe_path: Path, resolved: ResolvedRecipe, arms: list[Arm], directory: Path, jobs: int,
              extra_overrides: list[str], on_change: Callable[[Arm, str], None], processes: Arms | None = None,
-             grace: float = stopping.GRACE_SECONDS, gpus: list[str] | None = None) -> dict[str, str]:
+             grace: float = stopping.GRACE_SECONDS, on_status: Callable[[Arm, str], None] | None = None,
+             poll: float = 1.0, gpus: list[str] | None = None) -> dict[str, str]:
     """Run every unfinished arm (at most ``jobs`` at once, each on its slot's GPU); returns each arm's final state.
 
-    ``gpus``: the devices to spread the arms over (default: ``visible_gpus()``)."""
+    ``on_change(arm, state)`` hears each arm's start and end; ``on_status(arm, status)`` what a running arm
+    does (``arm_status``) as it changes, read from its run directory every ``poll`` seconds, and never after
+    the arm's end was reported. ``gpus``: the devices to spread the arms over (default: ``visible_gpus()``).
+    """
     processes = processes or Arms()
+    watched: dict[str, Arm] = {}  # the running arms whose status is reported
+    reporting = threading.Lock()  # an arm's status and its end are reported in order
     loop = resolved.recipe.loop
     lasts = {mode: plan_rounds(loop.model_copy(update={"mode": mode}), frozenset()).last for mode in ("active", *STATIC_MODES)}
     directory.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "COLUMNS": "120",
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            stopping.ARM_ENV: "1"}
     slots: queue.SimpleQueue[str | None] = queue.SimpleQueue()  # a running arm holds its slot's device
     for device in device_slots(visible_gpus() if gpus is None else gpus, jobs):
@@ -204,6 +224,8 @@ def run_arms(recipe_path: Path, resolved: ResolvedRecipe, arms: list[Arm], direc
             on_change(arm, "not started")
             return "not started"
         on_change(arm, ("resuming" if state == "partial" else "running") + ("" if device is None else f" on GPU {device}"))
+        with reporting:
+            watched[arm.name] = arm
         code = processes.wait(arm.name)
         if code == 0:
             result = "done"
@@ -211,11 +233,34 @@ def run_arms(recipe_path: Path, resolved: ResolvedRecipe, arms: list[Arm], direc
             result = f"interrupted (exit {code}; see {arm.name}.log)"
         else:
             result = f"failed (exit {code}; see {arm.name}.log)"
-        on_change(arm, result)
+        with reporting:
+            del watched[arm.name]
+            on_change(arm, result)
         return result
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return dict(zip((a.name for a in arms), pool.map(one, arms)))
+    def watch(finished: threading.Event) -> None:
+        shown: dict[str, str] = {}
+        while not finished.wait(poll):
+            with reporting:
+                running = list(watched.values())
+            for arm in running:
+                status = arm_status(directory, arm)
+                with reporting:
+                    if status is not None and status != shown.get(arm.name) and arm.name in watched:
+                        shown[arm.name] = status
+                        on_status(arm, status)
+
+    finished = threading.Event()
+    watcher = threading.Thread(target=watch, args=(finished,), daemon=True) if on_status else None
+    if watcher:
+        watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            return dict(zip((a.name for a in arms), pool.map(one, arms)))
+    finally:
+        finished.set()
+        if watcher:
+            watcher.join()
 
 
 def _die_with_parent() -> Callable[[], None] | None:

@@ -29,7 +29,7 @@ from loopkit.errors import LoopkitError, RecipeError
 from loopkit.evaluation import Evaluation, evaluate
 from loopkit.inference import Inference
 from loopkit.prepare import PlannedRound, PreparedRun, prepare
-from loopkit.progress import NullProgress, Progress
+from loopkit.progress import NullProgress, Progress, Stage
 from loopkit.recipe import ResolvedRecipe
 from loopkit.records import RoundRow, Sample, normalize_question, of_subtask, with_variant
 from loopkit.rundir import RunDir
@@ -127,6 +127,7 @@ class Loop:
 
     def _run(self) -> None:
         done = self.done
+        self._tell("plan", done + 1, self.plan.last)
         self.run_dir.discard_rounds_after(done)
         if done >= 0:
             self.started = time.monotonic() - self.rows[-1].elapsed
@@ -155,6 +156,28 @@ class Loop:
     def spent(self) -> dict[str, float]:
         """Spend so far in every budget currency (plus the answered calls the per-call averages need)."""
         return {"samples": len(self.synthetic), "teacher_calls": self.teacher_calls, **self.teacher.spent()}
+
+    def _stage(self, t: int, name: str, total: int | None = None) -> Any:
+        """The display's bar for a stage; the run directory says which stage runs (for ``compare``)."""
+        self.run_dir.write_status(t, name, self.plan.last)
+        return self.progress.stage(t, name, total)
+
+    def _teacher_calls(self, stage: Stage, expected: int, work: Callable[..., Any], *args: Any) -> Any:
+        """``work(*args)``, making about ``expected`` teacher calls, with ``stage`` moving as the teacher answers them
+        (per batch or per call, as it reports); whatever it did not report (calls it did not need) at the end."""
+        before = self.teacher.answered_calls
+        with self.teacher.reporting(stage.advance):
+            result = work(*args)
+        stage.advance(max(expected - (self.teacher.answered_calls - before), 0))
+        return result
+
+    def _report_spend(self, pending: int = 0) -> None:
+        """Tell the display what the run has spent so far (``pending``: calls made this stage, not yet counted)."""
+        self._tell("spent", self.teacher_calls + pending, self.teacher.spent()["usd"])
+
+    def _tell(self, method: str, *args: Any) -> None:
+        """Call a Progress method added after the first (``plan``, ``spent``): a display written before them still works."""
+        getattr(self.progress, method, lambda *_: None)(*args)
 
     def _over_budget(self, planned: PlannedRound) -> str | None:
         caps = self.recipe.budget.model_dump()
@@ -200,10 +223,13 @@ class Loop:
 
         clock = time.monotonic()
         generations = []
-        with self.progress.stage(t, "generate", len(chosen)) if chosen else nullcontext() as stage:
-            for start in range(0, len(chosen), 64):  # in chunks, so the display moves
-                generations += self.teacher.generate(chosen[start : start + 64], t, derive_seed(self.recipe.seed, "generate", start))
-                stage.advance(min(64, len(chosen) - start))
+        per_sample = self.teacher.calls_per_sample
+        with self._stage(t, "generate", len(chosen) * per_sample) if chosen else nullcontext() as stage:
+            for start in range(0, len(chosen), 64):  # in chunks of 64 seeds (each its own random seed)
+                chunk = chosen[start : start + 64]
+                generations += self._teacher_calls(stage, len(chunk) * per_sample, self.teacher.generate, chunk, t,
+                                                   derive_seed(self.recipe.seed, "generate", start))
+                self._report_spend(sum(g.calls for g in generations))
         new, dropped = [], []
         for g in generations:
             self.teacher_calls += g.calls
@@ -229,7 +255,7 @@ class Loop:
             train_metrics = {"examples": 0, "steps": 0, "skipped": "no synthetic samples yet"}
         else:
             model = self.prepared.fresh_student() if self.recipe.loop.retrain == "base" else self.student.model
-            with self.progress.stage(t, "train") as stage:
+            with self._stage(t, "train") as stage:
                 model, train_metrics = self.trainer.train(
                     model, self.tokenizer,
                     [self.student.render(self.task.prompt(s.question)) for s in train_set],
@@ -252,7 +278,7 @@ class Loop:
         by_id = {s.id: s for s in self.data.pool}
         seeds = [by_id[o.seed_id] for o in offspring]
         items = seeds + offspring
-        with self.progress.stage(t, "fidelity", 2 * len(items)) as stage:
+        with self._stage(t, "fidelity", 2 * len(items)) as stage:
             answers, own = predict(self.student, self.task, items, frozenset({"own_loss"}), stage.advance)
             loss = student_signals(self.student, self.task, items, answers, frozenset({"own_loss"}), own=own)["own_loss"]
         n = len(offspring)
@@ -281,21 +307,23 @@ class Loop:
         answers = own = None
         if needs_answers(needs):
             clock = time.monotonic()
-            with self.progress.stage(t, "predict", len(pool)) as stage:
+            with self._stage(t, "predict", len(pool)) as stage:
                 answers, own = predict(self.student, self.task, pool, needs, stage.advance)  # own losses come with them
             times["predict"] = time.monotonic() - clock
         if needs:
             clock = time.monotonic()
-            with self.progress.stage(t, "score", len(pool)) as stage:
+            with self._stage(t, "score", len(pool)) as stage:
                 signals = student_signals(self.student, self.task, pool, answers, needs, stage.advance, self.reward_model, own)
             times["score"] = time.monotonic() - clock
         if answers is not None and self.plan.judged:
             clock = time.monotonic()
-            with self.progress.stage(t, "judge", len(pool)) as stage:
-                judged, calls = teacher_signals(self.teacher, pool, answers, needs, derive_seed(self.recipe.seed, "judge", t))
-                stage.advance(len(pool))
+            expected = self.teacher.judge_calls(needs, pool)
+            with self._stage(t, "judge", expected) as stage:
+                judged, calls = self._teacher_calls(stage, expected, teacher_signals, self.teacher, pool, answers, needs,
+                                                    derive_seed(self.recipe.seed, "judge", t))
             signals.update(judged)
             self.teacher_calls += calls
+            self._report_spend()
             times["judge"] = time.monotonic() - clock
         if signals:
             self.run_dir.write_pool_signals(t, _signal_rows(pool, signals))
@@ -305,7 +333,7 @@ class Loop:
         return selection
 
     def _evaluate(self, t: int) -> Evaluation:
-        with self.progress.stage(t, "evaluate", len(self.data.test)) as stage:
+        with self._stage(t, "evaluate", len(self.data.test)) as stage:
             return evaluate(self.student, self.task, self.data.test, stage.advance)
 
     def _finish_round(self, t: int, times: dict[str, float], extra: dict) -> None:

@@ -12,10 +12,13 @@ if TYPE_CHECKING:
 class Stage(Protocol):
     def advance(self, n: int = 1) -> None: ...
     def set_total(self, total: int) -> None: ...
+    def show(self, name: str, value: float) -> None: ...  # e.g. ("loss", 1.23): a metric's latest value, shown live
 
 
 class Progress(Protocol):
+    def plan(self, first: int, last: int) -> None: ...  # this process runs rounds ``first`` to ``last``
     def stage(self, round_no: int, name: str, total: int | None = None) -> "contextmanager[Stage]": ...
+    def spent(self, teacher_calls: int, usd: float) -> None: ...  # the run's spend so far
     def round_done(self, row: "RoundRow") -> None: ...
     def note(self, message: str) -> None: ...
 
@@ -27,9 +30,18 @@ class _NullStage:
     def set_total(self, total: int) -> None:
         pass
 
+    def show(self, name: str, value: float) -> None:
+        pass
+
 
 class NullProgress:
-    """Reports nothing (the default for library use and tests)."""
+    """Reports nothing (the default for library use and tests); a display derives from it and shows what it wants."""
+
+    def plan(self, first: int, last: int) -> None:
+        pass
+
+    def spent(self, teacher_calls: int, usd: float) -> None:
+        pass
 
     @contextmanager
     def stage(self, round_no: int, name: str, total: int | None = None) -> Iterator[Stage]:

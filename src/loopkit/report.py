@@ -397,7 +397,7 @@ def points(d: dict[str, Any], scale: float = 100, fmt: str = "{:+.1f}", unit: st
 
 def tables(report: dict[str, Any]) -> list[Any]:
     """What ``report`` prints: rich tables (per arm; training compute and cost to τ; paired differences), then notes."""
-    from rich.table import Table
+    from loopkit.console import table as Table
 
     target, arms = report["target"], report["arms"]
 
@@ -443,7 +443,7 @@ def _spread(arms: dict[str, Any]) -> str:
 
 def _subtask_table(arms: dict[str, Any], spread: str) -> list[Any]:
     """Final accuracy per arm and sub-task (none for a task without several)."""
-    from rich.table import Table
+    from loopkit.console import table as Table
 
     names = sorted({name for a in arms.values() for name in a.get("final_accuracy_by_subtask", {})})
     if len(names) < 2:  # one sub-task is the whole test split: the main table has it

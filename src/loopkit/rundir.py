@@ -40,6 +40,7 @@ from loopkit.records import RoundRow, Sample, prompt_variant
 COMPLETE = "COMPLETE"
 LOCK = ".lock"
 RECIPE, MANIFEST, SUMMARY = "recipe.yaml", "manifest.json", "summary.json"
+STATUS = "status.json"  # the stage the run started last, for watchers (compare); never read to resume
 _ROUND = re.compile(r"round-(\d+)")
 
 _held: dict[Path, int] = {}  # run directories this process holds: path -> the locked file's descriptor
@@ -244,6 +245,14 @@ class RunDir:
 
     # A round's files, in the order the loop writes them (COMPLETE last).
 
+    def write_status(self, round_no: int, stage: str, last: int) -> None:
+        """status.json: this stage of this round (of rounds up to ``last``) runs now. Best effort: a run never
+        fails for want of its status (the next stage writes it again)."""
+        try:
+            self.write_json(STATUS, {"round": round_no, "stage": stage, "last": last})
+        except OSError:
+            pass
+
     def write_selected(self, round_no: int, picks: Iterable[tuple[int, Sample]]) -> None:
         """selected.jsonl: per picked seed (its pool index, and the seed as the teacher got it), its index, id,
         question, sub-task (if the task has them) and the prompt variant the selector asked for, if any."""
@@ -434,6 +443,17 @@ class RunDir:
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
+
+    def status(self) -> dict | None:
+        """The stage the run started last (``round``, ``stage``, ``last``), or None if it wrote none or it is unreadable.
+        Whether the run still runs is the lock's to say (``holder``)."""
+        try:
+            data = json.loads((self.path / STATUS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        ok = isinstance(data, dict) and isinstance(data.get("stage"), str) and all(
+            isinstance(data.get(k), int) for k in ("round", "last"))
+        return data if ok else None
 
     def summary_rows(self) -> list[RoundRow]:
         """The rounds summary.json lists, checked (for a run copied without its round directories)."""

@@ -3,70 +3,136 @@
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.text import Text
 
 from loopkit import stopping
+from loopkit.console import on_terminal, table as Table
 from loopkit.environment import describe
 from loopkit.errors import LoopkitError
 from loopkit.loop import Loop, RunResult
 from loopkit.plugins import registry
 from loopkit.prepare import prepare
+from loopkit.progress import NullProgress
 from loopkit.recipe import ResolvedRecipe
 from loopkit.records import RoundRow
 from loopkit.rundir import RECIPE, RunDir
 
 
-class RichProgress:
-    """One progress bar per stage, and a line per finished round."""
+class RichProgress(NullProgress):
+    """Live: where the run is (round k of N, ETA, training loss, spend) above a bar per stage; a line per round."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.bars = Progress(
-            TextColumn("[bold]round {task.fields[round]}[/] {task.description:<9}"), BarColumn(),
-            MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
-        )
+        self.first = self.last = self.round = None  # the rounds this process runs, and the one running now
+        self.round_started = time.monotonic()
+        self.round_seconds: list[float] = []  # of this process's finished training rounds (round 0 only evaluates)
+        self.loss: float | None = None  # the latest training loss
+        self.calls, self.usd = 0, 0.0
+        self.bars = StatusBars(self.status, TextColumn("[bold]round {task.fields[round]}[/] {task.description:<9}"),
+                          BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                          console=console, transient=True, disable=not on_terminal(console))  # logs get lines
+
+    def plan(self, first: int, last: int) -> None:
+        self.first, self.last = first, last
 
     @contextmanager
     def stage(self, round_no: int, name: str, total: int | None = None) -> Iterator["_Bar"]:
+        if round_no != self.round:
+            self.round, self.round_started = round_no, time.monotonic()
         task = self.bars.add_task(name, total=total, round=round_no)
         try:
-            yield _Bar(self.bars, task)
+            yield _Bar(self, task)
         finally:
             self.bars.remove_task(task)
 
+    def spent(self, teacher_calls: int, usd: float) -> None:
+        self.calls, self.usd = teacher_calls, usd
+
+    def eta(self) -> float | None:
+        """Seconds until the last round ends: the mean time of the training rounds finished so far, for each one left."""
+        if not self.round_seconds or self.round is None or self.last is None:
+            return None
+        per_round = sum(self.round_seconds) / len(self.round_seconds)
+        return max(per_round * (self.last - self.round + 1) - (time.monotonic() - self.round_started), 0.0)
+
+    def status(self) -> str:
+        """The line above the bars, e.g. ``round 2 of 3 · ETA 0:01:10 · train loss 1.234 · spent 24 teacher calls, $0.0310``."""
+        if self.round is None or self.last is None:
+            return ""
+        eta = self.eta()
+        parts = [f"round {self.round} of {self.last}",
+                 f"ETA {_clock(eta)}" if eta is not None else f"ETA after round {max(self.first, 1)}"]
+        if self.loss is not None:
+            parts.append(f"train loss {self.loss:.4g}")
+        parts.append(f"spent {self.calls} teacher calls" + (f", ${self.usd:.4f}" if self.usd else ""))
+        return " · ".join(parts)
+
     def round_done(self, row: RoundRow) -> None:
+        if row.round >= 1:
+            self.round_seconds.append(time.monotonic() - self.round_started)
+        self.spent(row.teacher_calls, row.usd)
         times = ", ".join(f"{k} {v:.1f}s" for k, v in row.seconds.items())
         spend = f"{row.teacher_calls} teacher calls"
         if row.teacher_tokens:
             spend += f", {row.teacher_tokens:,} tokens, ${row.usd:.4f}"
         subtasks = f" ({subtask_accuracies(row)})" if len(row.subtasks) > 1 else ""  # one is the accuracy itself
+        of = f" of {self.last}" if self.last is not None else ""
+        eta = None
+        if self.last is not None and row.round < self.last:  # the next round's clock starts now
+            self.round, self.round_started = row.round + 1, time.monotonic()
+            eta = self.eta()
         self.console.print(
-            f"round {row.round}: accuracy [bold]{accuracy_text(row)}[/]{subtasks} with {row.samples} synthetic samples; "
-            f"spent {spend} ({times})",
+            f"round {row.round}{of}: accuracy [bold]{accuracy_text(row)}[/]{subtasks} with {row.samples} synthetic samples; "
+            f"spent {spend} ({times})" + (f"; ETA {_clock(eta)}" if eta is not None else ""),
             highlight=False,
         )
 
     def note(self, message: str) -> None:
-        self.console.print(message, highlight=False)
+        self.console.print(message, highlight=False, markup=False)
+
+
+class StatusBars(Progress):
+    """rich's bars with the run's status line above them."""
+
+    def __init__(self, status: Callable[[], str], *columns: Any, **kwargs: Any) -> None:
+        self.status = status
+        super().__init__(*columns, **kwargs)
+
+    def get_renderables(self) -> Iterable[Any]:
+        status = self.status()
+        if status:
+            yield Text(status)
+        yield from super().get_renderables()
 
 
 class _Bar:
-    def __init__(self, bars: Progress, task: int) -> None:
-        self.bars, self.task = bars, task
+    def __init__(self, display: RichProgress, task: int) -> None:
+        self.display, self.task = display, task
 
     def advance(self, n: int = 1) -> None:
-        self.bars.advance(self.task, n)
+        self.display.bars.advance(self.task, n)
 
     def set_total(self, total: int) -> None:
-        self.bars.update(self.task, total=total)
+        self.display.bars.update(self.task, total=total)
+
+    def show(self, name: str, value: float) -> None:
+        if name == "loss":
+            self.display.loss = value
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 def quiet_libraries() -> None:
@@ -125,7 +191,8 @@ def report_stop(console: Console, run_dir: RunDir) -> None:
         spent += f"; journal: {t['calls']} answered calls, {t['tokens']} tokens, ${t['usd']:.4f}"
     stop = stopping.requested()
     why = f" by {stop.name}" if stop else ""
-    console.print(f"stopped{why}: {kept} ({spent}); continue with: loopkit run --resume {run_dir.path}", highlight=False)
+    console.print(f"stopped{why}: {kept} ({spent}); continue with: loopkit run --resume {run_dir.path}",
+                  highlight=False, markup=False, soft_wrap=True)  # one line to copy, on a terminal too
     if stop and stop.abandoned:
         console.print(f"[yellow]warning:[/] the grace period ({stopping.grace()}s) ended with {stop.abandoned} teacher "
                       "call(s) still in flight; they were abandoned, and the resumed run may send (and pay for) them again",
@@ -144,9 +211,10 @@ def subtask_accuracies(row: RoundRow) -> str:
 
 def results_table(result: RunResult) -> Table:
     """Per round: samples, calls, accuracy ± its binomial standard error over the test items, time (the round lines
-    and ``report`` give the accuracy per sub-task)."""
+    and ``report`` give the accuracy per sub-task). Titled by the run's name: its full path (printed above it)
+    would stretch the table."""
     table = Table("round", "synthetic samples", "teacher calls", "test accuracy", "round time",
-                  title=str(result.run_dir.path), caption="± the binomial standard error over the test items")
+                  title=result.run_dir.path.name, caption="± the binomial standard error over the test items")
     for row in result.rows:
         table.add_row(str(row.round), str(row.samples), str(row.teacher_calls), accuracy_text(row),
                       f"{sum(row.seconds.values()):.1f}s")
@@ -230,7 +298,7 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
         RunDir.check_parent(output or resolved.recipe.output_dir)  # a bad --output fails before any model loads
     prepared = prepare(resolved)  # builds components and checks the data before anything is written
     for warning in prepared.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     prepared.load_student()  # a student that cannot load or be trained fails before a run directory exists
     loop = Loop(prepared, progress, use_cache=use_cache)
     run_dir: RunDir | None = None
@@ -243,16 +311,16 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
                 with stopping.deferred():  # recipe.yaml and its fingerprint change together
                     run_dir.grow(_recipe_text(resolved), growth, command)
                 grown = ", ".join(f"{field} {old} -> {new}" for field, (old, new) in growth.items())
-                console.print(f"growing {run_dir.path}: {grown}", highlight=False)
+                console.print(f"growing {run_dir.path}: {grown}", highlight=False, markup=False)
             if done >= prepared.plan.last and not growth:
                 console.print(f"{run_dir.path} is already complete (rounds 0-{done}); to extend it, resume it with a "
-                              f"--set of {growth_rule()}", highlight=False)
+                              f"--set of {growth_rule()}", highlight=False, markup=False)
             else:
-                console.print(f"resuming {run_dir.path} after round {done}", highlight=False)
+                console.print(f"resuming {run_dir.path} after round {done}", highlight=False, markup=False)
         else:
             with stopping.deferred():  # a run directory gets its header files (recipe, manifest) before a stop
                 run_dir = start_run_dir(resolved, output, command)
-            console.print(f"run directory: {run_dir.path}", highlight=False)
+            console.print(f"run directory: {run_dir.path}", highlight=False, markup=False)
         held = True
         stopping.on_exit_now(lambda: _tidy(run_dir))
         with progress.bars:
@@ -267,7 +335,7 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
         raise
     console.print(results_table(result))
     if result.stopped:
-        console.print(f"[yellow]{result.stopped}[/]", highlight=False)
+        console.print(f"[yellow]{escape(result.stopped)}[/]", highlight=False)
     return result
 
 

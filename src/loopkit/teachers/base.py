@@ -7,9 +7,10 @@ A teacher may also judge the student's answers for the selectors that ask it to 
 from __future__ import annotations
 
 from abc import abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from loopkit.component import Component
 from loopkit.records import Sample
@@ -52,6 +53,25 @@ class Teacher(Component):
     def spent(self) -> dict[str, float]:
         """What this run's calls cost so far: ``teacher_calls_answered``, ``teacher_tokens``, ``usd``."""
         return {"teacher_calls_answered": 0, "teacher_tokens": 0, "usd": 0.0}
+
+    answered_calls: int = 0  # calls this teacher has reported answered (see ``answered``)
+    _on_answered: Callable[[int], None] | None = None
+
+    @contextmanager
+    def reporting(self, on_answered: Callable[[int], None]) -> Iterator[None]:
+        """While the block runs, ``on_answered(n)`` hears of calls as they are answered (the loop's stage bar)."""
+        previous, self._on_answered = self._on_answered, on_answered
+        try:
+            yield
+        finally:
+            self._on_answered = previous
+
+    def answered(self, n: int = 1) -> None:
+        """Say that ``n`` more calls were answered (by a batch, one call, or the journal), so a long stage moves
+        as it goes, not only when it ends. A teacher that never says so moves once per 64 seeds."""
+        self.answered_calls += n
+        if n and self._on_answered is not None:
+            self._on_answered(n)
 
     def local_models(self) -> list[Any]:
         """The model components this teacher loads into this process (checked to fit in memory before round 0)."""

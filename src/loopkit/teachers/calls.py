@@ -78,6 +78,8 @@ class Backend(Protocol):
 
     def complete(self, prompts: list[Messages], params: dict[str, Any], done: Done | None = None) -> list[Completion]: ...
 
+    def answered(self, n: int = 1) -> None: ...  # progress: n more calls answered (``Teacher.answered``)
+
 
 class JournaledCalls:
     """A backend's calls through a journal (in memory until ``open`` names the run's file)."""
@@ -114,8 +116,11 @@ class JournaledCalls:
                     replies[key] = Reply(entry.response or "", entry.problem)
         missing = list(dict.fromkeys(k for k in keys if k not in replies))
         sent = [(k, conversations[keys.index(k)]) for k in missing]
+        reported = self.teacher.answered_calls
+        self.teacher.answered(len(keys) - sum(k in missing for k in keys))  # the journal answered these at once
         if sent:
             recorded: set[int] = set()
+            sending = True  # a call recorded while the backend works is progress (after it, the batch's end says so)
 
             def record(i: int, c: Completion | None, shared: float = 0.0, error: str | None = None) -> None:
                 if i not in recorded:
@@ -125,21 +130,26 @@ class JournaledCalls:
                     self._record(key, conversation, params, c, shared, error)
                     if c is not None:
                         replies[key] = Reply(c.text, c.problem)
+                    if sending:
+                        self.teacher.answered(1)
 
             clock = time.monotonic()
             try:
                 completions = self.teacher.complete([c for _, c in sent], params, record)
             except Exception as exc:
+                sending = False
                 # The calls of a failed batch that were answered are kept: a re-run does not pay for them again.
                 shared = (time.monotonic() - clock) / len(sent)
                 answered = exc.completions if isinstance(exc, BatchError) else [None] * len(sent)
                 for i, c in enumerate(answered):
                     record(i, c, shared, error=f"{type(exc).__name__}: {exc}" if c is None else None)
                 raise
+            sending = False
             # A backend that cannot time single calls (a batched local model) shares the batch's wall time.
             shared = (time.monotonic() - clock) / len(sent)
             for i, c in enumerate(completions):
                 record(i, c, shared)
+        self.teacher.answered(max(len(keys) - (self.teacher.answered_calls - reported), 0))  # the batch is answered
         charged = set()
         calls = []
         for key in keys:

@@ -55,5 +55,5 @@ class HFTeacher(LLMTeacher):
         inference = Inference(model, tokenizer, self.params.batch_size, params["max_new_tokens"])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(params["seed"])
-            outputs = inference.generate_counted([m[-1]["content"] for m in prompts], params)
+            outputs = inference.generate_counted([m[-1]["content"] for m in prompts], params, advance=self.answered)
         return [Completion(text, prompt_tokens, new_tokens) for text, prompt_tokens, new_tokens in outputs]

@@ -13,8 +13,8 @@ starts vLLM must guard its entry point with ``if __name__ == "__main__":`` (vLLM
 from __future__ import annotations
 
 import importlib.util
-
-from typing import Any
+import io
+from typing import Any, Callable
 
 from pydantic import Field
 
@@ -74,9 +74,24 @@ class VLLMTeacher(LLMTeacher):
         engine = self._start()
         base = {k: v for k, v in params.items() if k != "seed"}
         sampling = [SamplingParams(**base, seed=params["seed"] + i) for i in range(len(prompts))]
-        outputs = engine.chat(prompts, sampling_params=sampling, use_tqdm=False)
+        outputs = engine.chat(prompts, sampling_params=sampling, use_tqdm=_reporting_bar(self.answered))
         return [
             Completion(o.outputs[0].text, prompt_tokens=len(o.prompt_token_ids or ()),
                        completion_tokens=len(o.outputs[0].token_ids))
             for o in outputs
         ]
+
+
+def _reporting_bar(answered: Callable[[int], None]) -> Any:
+    """A tqdm class for vLLM's ``use_tqdm``: it draws nothing and reports each finished request to ``answered``."""
+    from tqdm import tqdm
+
+    class ReportingBar(tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "file": io.StringIO(), "dynamic_ncols": False})
+
+        def update(self, n: float | None = 1) -> bool | None:
+            answered(int(n or 0))
+            return super().update(n)
+
+    return ReportingBar

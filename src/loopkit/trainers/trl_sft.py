@@ -190,7 +190,7 @@ class TRLSFTTrainer(Trainer):
             data_seed=seed,
             save_strategy="no",
             report_to="none",
-            logging_steps=10,
+            logging_steps=1,  # the loss of every step: shown live, and kept in metrics.json
             disable_tqdm=True,
             include_num_input_tokens_seen="non_padding",  # the training tokens the report sums
         )
@@ -246,6 +246,10 @@ class TRLSFTTrainer(Trainer):
 
             def on_step_end(self, args, state, control, **kwargs):
                 stage.advance(1)
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "loss" in logs and hasattr(stage, "show"):  # a caller's own Stage may not show values
+                    stage.show("loss", logs["loss"])  # positional: a launched process replays it as JSON
 
         config = self.config(output_dir, seed)
         peft_config = None
