@@ -94,18 +94,36 @@ def test_faults_are_retried_unusable_answers_dropped_and_a_rerun_sends_nothing(s
     assert [g.calls for g in again] == [g.calls for g in generations]  # charged to the run once, as before
 
 
+def test_every_call_samples_with_its_own_stable_seed_and_a_resume_sends_none_again(server, api_key, tmp_path):
+    twice = SEEDS + SEEDS[:1]  # the same seed question twice still gets two different new questions
+    for run in "abc":
+        (tmp_path / run).mkdir()
+    make_teacher(server, tmp_path / "a").generate(twice, round_no=1, random_seed=7)
+    seeds = list(server.seeds)
+    assert len(seeds) == 2 * len(twice) and None not in seeds and len(set(seeds)) == len(seeds)
+    assert make_teacher(server, tmp_path / "a").generate(twice, round_no=1, random_seed=7)  # a resume: the journal answers
+    assert server.seeds == seeds
+    make_teacher(server, tmp_path / "b").generate(twice, round_no=1, random_seed=7)  # a fresh run: the same seeds again
+    assert sorted(server.seeds[len(seeds):]) == sorted(seeds)
+    judge = make_teacher(server, tmp_path / "c")
+    judge.judge(SEEDS, ["1", "2", "3", "4"], random_seed=3)
+    judge.referee(SEEDS, ["1", "2", "3", "4"], random_seed=3)
+    graded = server.seeds[2 * len(seeds):]
+    assert len(graded) == 4 + 8 and len(set(graded)) == len(graded) and not set(graded) & set(seeds)
+
+
 def test_retry_after_is_honoured_instead_of_the_backoff(server, api_key, tmp_path):
     server.faults = ["429"]
     teacher = make_teacher(server, tmp_path, backoff=30)  # a backoff this long would time the test out
     started = time.monotonic()
-    (completion,) = teacher.complete([[{"role": "user", "content": "Answer: 6 x 7"}]], teacher.sampling(1))
+    (completion,) = teacher.complete([[{"role": "user", "content": "Answer: 6 x 7"}]], [teacher.sampling(1)])
     assert 0.1 <= time.monotonic() - started < 5
     assert completion.text == ANSWER and completion.retries == 1 and server.requests == 2
 
 
 def test_cost_comes_from_the_offline_cost_map(server, api_key, tmp_path):
     teacher = make_teacher(server, tmp_path, model="openai/gpt-4o-mini")
-    (c,) = teacher.complete([[{"role": "user", "content": "Answer: 6 x 7 please"}]], teacher.sampling(1))
+    (c,) = teacher.complete([[{"role": "user", "content": "Answer: 6 x 7 please"}]], [teacher.sampling(1)])
     prices = litellm.model_cost["gpt-4o-mini"]
     expected = c.prompt_tokens * prices["input_cost_per_token"] + c.completion_tokens * prices["output_cost_per_token"]
     assert (c.prompt_tokens, c.completion_tokens) == (5, len(ANSWER.split()))
@@ -138,7 +156,7 @@ def test_concurrency_is_bounded(server, api_key, tmp_path):
     teacher = make_teacher(server, tmp_path, concurrency=2)
     prompts = [[{"role": "user", "content": f"Answer: {i} x 7"}] for i in range(6)]
     started = time.monotonic()
-    assert [c.text for c in teacher.complete(prompts, teacher.sampling(1))] == [ANSWER] * 6
+    assert [c.text for c in teacher.complete(prompts, [teacher.sampling(1)] * len(prompts))] == [ANSWER] * 6
     assert server.peak == 2 and 0.6 <= time.monotonic() - started < 10
 
 
@@ -280,23 +298,23 @@ def test_timeout_is_a_deadline_for_the_whole_attempt_so_a_dripping_server_cannot
     server.faults, server.drip = ["drip"], 0.5  # every read gets a byte in time; the whole reply would take minutes
     teacher = make_teacher(server, tmp_path, timeout=1.5)
     started = time.monotonic()
-    (completion,) = teacher.complete(ASK, teacher.sampling(1))
+    (completion,) = teacher.complete(ASK, [teacher.sampling(1)])
     assert 1.5 <= time.monotonic() - started < 10
     assert completion.text == ANSWER and completion.retries == 1 and server.answered.total() == 1
 
     server.faults = ["drip"] * 2
     with pytest.raises(TeacherCallError, match=r"failed after 1 retries: no complete reply within timeout=1.5 s$"):
-        make_teacher(server, tmp_path, timeout=1.5, max_retries=1).complete(ASK, teacher.sampling(2))
+        make_teacher(server, tmp_path, timeout=1.5, max_retries=1).complete(ASK, [teacher.sampling(2)])
 
 
 def test_a_body_that_is_not_json_is_retried_and_when_it_persists_fails_in_one_short_line(server, api_key, tmp_path):
     server.faults = ["html", "plain", "html-502", "malformed", "text-type"]  # the right JSON as text/plain is read
-    (completion,) = make_teacher(server, tmp_path, max_retries=4).complete(ASK, {"max_tokens": 64})
+    (completion,) = make_teacher(server, tmp_path, max_retries=4).complete(ASK, [{"max_tokens": 64}])
     assert (completion.text, completion.retries, completion.problem) == (ANSWER, 4, None)
 
     server.faults = ["html"] * 3
     with pytest.raises(TeacherCallError) as failed:
-        make_teacher(server, tmp_path, max_retries=2).complete(ASK, {"max_tokens": 64})
+        make_teacher(server, tmp_path, max_retries=2).complete(ASK, [{"max_tokens": 64}])
     message = str(failed.value)
     assert "\n" not in message and len(message) < 600, message
     assert "failed after 2 retries" in message and "502 Bad Gateway" in message

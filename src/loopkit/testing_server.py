@@ -4,7 +4,8 @@ A stdlib ``ThreadingHTTPServer`` answering ``POST .../chat/completions`` as the 
 of ``teachers.llm`` expects: call 1 (a prompt starting "Here is an example question") gets a new
 question, call 2 a worked answer ending in ``#### 42``; judge and referee prompts get grades (1-10)
 that depend on the prompt. ``delay`` adds latency to every reply; ``peak`` is the most requests it
-answered at once; ``answered`` counts the replies per distinct request (``duplicates``: paid twice).
+answered at once; ``answered`` counts the replies per distinct request (``duplicates``: paid twice);
+``seeds`` lists each request's sampling ``seed`` (None where it sent none), in arrival order.
 
 Faults are queued one per request (``FAULTS`` says what each does): transport faults (a 429 with
 Retry-After, a 500, a reply slower than a client's timeout, one that drips a byte at a time,
@@ -72,6 +73,7 @@ class ChatServer:
         self.requests = 0
         self.in_flight = self.peak = 0  # requests being answered now, and at most
         self.authorization: set[str] = set()
+        self.seeds: list[int | None] = []  # each request's sampling seed, in arrival order
         self.answered: Counter[str] = Counter()  # successful replies per distinct request body
         self.lock = threading.Lock()
         self.allowance: int | None = None  # requests still answered before the rest are held (None: all)
@@ -170,6 +172,7 @@ class ChatServer:
         with self.lock:
             self.requests += 1
             self.authorization.add(headers.get("Authorization", ""))
+            self.seeds.append(body.get("seed"))
             fault = self.faults.pop(0) if self.faults else None
             content = body["messages"][-1]["content"]
             asks_question = content.startswith("Here is an example question")

@@ -103,7 +103,7 @@ class LiteLLMTeacher(LLMTeacher):
         remember(key)  # a backend that echoes it (in a reply, in an error) has it masked
         return key
 
-    def complete(self, prompts: list[Messages], params: dict[str, Any], done: Done | None = None) -> list[Completion]:
+    def complete(self, prompts: list[Messages], params: list[dict[str, Any]], done: Done | None = None) -> list[Completion]:
         key = self._api_key()
         if self._loop is None:
             self._loop = asyncio.new_event_loop()  # one loop for the teacher's life: litellm keeps state on it
@@ -128,7 +128,7 @@ class LiteLLMTeacher(LLMTeacher):
         more = f" ({len(failed) - 1} more calls of this batch failed too)" if len(failed) > 1 else ""
         raise TeacherCallError(f"{failed[0]}{more}", [None if isinstance(r, BaseException) else r for r in results])
 
-    async def _complete_all(self, prompts: list[Messages], params: dict[str, Any], key: str | None,
+    async def _complete_all(self, prompts: list[Messages], params: list[dict[str, Any]], key: str | None,
                             done: Done | None) -> list[Any]:
         """Each conversation's Completion, or the exception that ended its call."""
         litellm = _litellm()
@@ -138,7 +138,7 @@ class LiteLLMTeacher(LLMTeacher):
             async with gate:
                 self._in_flight += 1
                 try:
-                    completion = await self._complete_one(litellm, messages, params, key)
+                    completion = await self._complete_one(litellm, messages, params[i], key)
                 finally:
                     self._in_flight -= 1
             if done is not None:

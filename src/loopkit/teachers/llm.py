@@ -14,9 +14,12 @@ The rest of an LLM teacher's work lives beside this module, one job each: the pr
 (``teachers.prompts``), judging and refereeing (``teachers.judging``) and the journaled,
 de-duplicating calls (``teachers.calls``). Every call of every job goes through ``_call``.
 
-A subclass implements only ``complete`` (one batch of chat conversations in, one ``Completion``
-each out) and names its ``backend`` and ``model_id``. When some calls of a batch fail for good,
-``complete`` may raise ``BatchError`` with the others' completions, which the journal then keeps.
+A subclass implements only ``complete`` (one batch of chat conversations in, each with its own
+sampling params, one ``Completion`` each out) and names its ``backend`` and ``model_id``. Every
+call samples with its own seed, derived from the batch's, its role (question, answer, judge,
+referee) and its seed's place in the batch (``calls.per_call``). When some calls of a batch fail
+for good, ``complete`` may raise ``BatchError`` with the others' completions, which the journal
+then keeps.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from loopkit.seeding import derive_seed
 from loopkit.tasks.base import FINAL_MARKER, Task, format_answer
 from loopkit.teachers import judging
 from loopkit.teachers.base import REFEREE_GAP, Generation, Judgement, Teacher
-from loopkit.teachers.calls import BatchError, Completion, Done, JournaledCalls, Messages, Reply, token_count
+from loopkit.teachers.calls import BatchError, Completion, Done, JournaledCalls, Messages, Reply, per_call, token_count
 from loopkit.teachers.prompts import DEFAULT_TEMPLATES, RARER_INSTRUCTION, TEMPLATES, Prompts, TemplateParams
 
 __all__ = ["BatchError", "Completion", "DEFAULT_TEMPLATES", "Done", "LLMTeacher", "LLMTeacherParams", "Messages",
@@ -43,7 +46,8 @@ __all__ = ["BatchError", "Completion", "DEFAULT_TEMPLATES", "Done", "LLMTeacher"
 class LLMTeacherParams(TemplateParams):
     temperature: float = Field(0.7, ge=0, description="0 decodes greedily")
     top_p: float = Field(1.0, gt=0, le=1)
-    seed: int | None = Field(None, description="sampling seed (where the backend takes one); default: derived from the run seed and round")
+    seed: int | None = Field(None, description="the seed each call's sampling seed is derived from (where the backend "
+                                               "takes one); default: derived from the run seed and round")
 
 
 class LLMTeacher(Teacher):
@@ -64,15 +68,15 @@ class LLMTeacher(Teacher):
         """What identifies the model in journal keys (a name and everything that changes its weights)."""
 
     @abstractmethod
-    def complete(self, prompts: list[Messages], params: dict[str, Any], done: Done | None = None) -> list[Completion]:
-        """One completion per conversation, in order, sampled with ``params``.
+    def complete(self, prompts: list[Messages], params: list[dict[str, Any]], done: Done | None = None) -> list[Completion]:
+        """One completion per conversation, in order, each sampled with its own ``params`` (they differ in ``seed``).
 
         A backend that finishes calls one by one (an API) calls ``done(index, completion)`` as each
         finishes, so it is journaled at once and an interruption loses no answered call.
         """
 
     def sampling(self, random_seed: int) -> dict[str, Any]:
-        """The sampling params of one batch of calls (part of every journal key)."""
+        """The sampling params of one batch of calls; each call's own (``per_call``) are part of its journal key."""
         p = self.params
         limit = getattr(p, self.max_tokens_field, None)
         return {"temperature": p.temperature, "top_p": p.top_p, **({self.max_tokens_field: limit} if limit else {}),
@@ -110,7 +114,7 @@ class LLMTeacher(Teacher):
         """The ``kind`` template in use: the recipe's, else the task's default, else loopkit's."""
         return self.prompts.template(kind)
 
-    def _call(self, prompts: list[str], params: dict[str, Any]) -> tuple[list[Reply], list[int]]:
+    def _call(self, prompts: list[str], params: list[dict[str, Any]]) -> tuple[list[Reply], list[int]]:
         """Each prompt's reply and the calls it is charged, through the journal (see ``teachers.calls``)."""
         return self.calls.send(prompts, params)
 
@@ -118,7 +122,8 @@ class LLMTeacher(Teacher):
 
     def generate(self, seeds: list[Sample], round_no: int, random_seed: int) -> list[Generation]:
         params = self.sampling(derive_seed(random_seed, self.backend, round_no))
-        replies, question_calls = self._call([self.prompts.question(s) for s in seeds], params)
+        replies, question_calls = self._call([self.prompts.question(s) for s in seeds],
+                                             per_call(params, "question", range(len(seeds))))
         questions = [_strip_question(r.text) for r in replies]
         reasons: list[str | None] = [_unusable("question", r) for r in replies]
         for i, (s, q) in enumerate(zip(seeds, questions)):
@@ -129,7 +134,8 @@ class LLMTeacher(Teacher):
             elif normalize_question(q) == normalize_question(s.question):
                 reasons[i] = "new question repeats its seed"
         todo = [i for i, r in enumerate(reasons) if r is None]
-        answers, answer_calls = self._call([self.prompts.render("answer", question=questions[i]) for i in todo], params)
+        answers, answer_calls = self._call([self.prompts.render("answer", question=questions[i]) for i in todo],
+                                           per_call(params, "answer", todo))
         answer_of = dict(zip(todo, answers))
         calls_of = list(question_calls)
         for i, c in zip(todo, answer_calls):
