@@ -208,6 +208,31 @@ def test_a_one_round_loop_completes_and_the_key_is_in_no_file_of_the_run(server,
         assert KEY.encode() not in path.read_bytes(), path
 
 
+def test_rounds_that_keep_nothing_are_reported_and_stop_the_run_resumably_in_one_line(server, api_key, write_recipe, tmp_path):
+    server.unparseable = 10_000  # every answer lacks its final line, as a small model's did under the default prompt
+    out = tmp_path / "runs"
+    args = ["run", str(write_recipe()), "-o", str(out), "--set", "loop.rounds=3", "--set", "selector.name=random",
+            "--set", "teacher.name=litellm", "--set", "teacher.params.model=openai/test-model",
+            "--set", f"teacher.params.api_base={server.url}", "--set", f"teacher.params.api_key_env={KEY_ENV}"]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 1, result.output
+    shown = " ".join(result.output.split())  # as the terminal wraps it
+    no_final = "no final answer: the teacher's answer has no '#### <answer>' line"
+    assert f"round 1: accuracy 0.0% with 0 synthetic samples; kept 0 of 6 (dropped: 6 x {no_final})" in shown
+    assert "warning: round 2 dropped 6 of its 6 samples" in shown
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: rounds 1-2 kept none of their samples (6 x no final answer") and "answer_template" in error
+    assert "loop.stop_after_empty_rounds" in error
+    (run,) = out.iterdir()
+    assert [p.name for p in sorted(run.glob("round-*"))] == ["round-000", "round-001", "round-002"]  # none after the stop
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped"] == error.removeprefix("Error: ") and summary["rounds"][2]["drop_reasons"] == {no_final: 6}
+    server.unparseable = 0  # the teacher fixed: the run continues where it stopped
+    resumed = CliRunner().invoke(build_app(), ["run", "--resume", str(run)])
+    assert resumed.exit_code == 0, resumed.output
+    assert "round 3: accuracy" in resumed.output and "kept 6 of 6" in resumed.output
+
+
 @pytest.mark.parametrize("selector, signal, calls_per_seed", [("llm-judge", "judge_score", 1), ("lion", "referee_gap", 2)])
 def test_the_api_teacher_judges_for_the_selector_and_every_call_is_charged(server, api_key, tmp_path, selector, signal, calls_per_seed):
     from loopkit.testing import run_recipe

@@ -97,6 +97,9 @@ class RoundRow:
     accuracy: float  # on the test split
     seconds: dict[str, float] = field(default_factory=dict)  # per stage of this round
     elapsed: float = 0.0  # since the run started, resumes included
+    kept: int = 0  # this round's new samples kept
+    dropped: int = 0  # this round's attempts dropped (dropped.jsonl says why, each)
+    drop_reasons: dict[str, int] = field(default_factory=dict)  # the most common reasons, with their counts
 
     _REQUIRED = {"round": int, "samples": int, "teacher_calls": int, "accuracy": (int, float)}
 

@@ -10,6 +10,7 @@ from typing import Iterator
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -49,12 +50,27 @@ class RichProgress:
             spend += f", {row.teacher_tokens:,} tokens, ${row.usd:.4f}"
         self.console.print(
             f"round {row.round}: accuracy [bold]{row.accuracy:.1%}[/] with {row.samples} synthetic samples; "
-            f"spent {spend} ({times})",
+            f"{kept_line(row)}spent {spend} ({times})",
             highlight=False,
         )
 
     def note(self, message: str) -> None:
-        self.console.print(message, highlight=False)
+        if message.startswith("warning:"):  # the loop's warnings (e.g. a round that dropped most samples) stand out
+            self.console.print(f"[bold yellow]warning:[/]{escape(message[len('warning:'):])}", highlight=False)
+        else:
+            self.console.print(message, highlight=False)
+
+
+def kept_line(row: RoundRow) -> str:
+    """A generating round's kept and dropped samples and its top drop reasons ("" for a round that generated none)."""
+    if not row.kept and not row.dropped:
+        return ""
+    top = "; ".join(f"{n} x {escape(_short(reason))}" for reason, n in row.drop_reasons.items())
+    return f"kept {row.kept} of {row.kept + row.dropped}" + (f" (dropped: {top})" if top else "") + "; "
+
+
+def _short(reason: str, most: int = 80) -> str:
+    return reason if len(reason) <= most else reason[: most - 3] + "..."
 
 
 class _Bar:
@@ -127,10 +143,14 @@ def report_stop(console: Console, run_dir: RunDir) -> None:
 
 
 def results_table(result: RunResult) -> Table:
-    table = Table("round", "synthetic samples", "teacher calls", "test accuracy", "round time", title=str(result.run_dir.path))
+    table = Table("round", "synthetic samples", "kept / made", "top drop reason", "teacher calls", "test accuracy",
+                  "round time", title=str(result.run_dir.path))
     for row in result.rows:
-        table.add_row(str(row.round), str(row.samples), str(row.teacher_calls), f"{row.accuracy:.1%}",
-                      f"{sum(row.seconds.values()):.1f}s")
+        made = row.kept + row.dropped
+        top = next(iter(row.drop_reasons.items()), None)
+        table.add_row(str(row.round), str(row.samples), f"{row.kept} / {made}" if made else "",
+                      escape(f"{top[1]} x {_short(top[0], 40)}") if top else "", str(row.teacher_calls),
+                      f"{row.accuracy:.1%}", f"{sum(row.seconds.values()):.1f}s")
     return table
 
 
