@@ -112,6 +112,77 @@ def test_every_call_samples_with_its_own_stable_seed_and_a_resume_sends_none_aga
     assert len(graded) == 4 + 8 and len(set(graded)) == len(graded) and not set(graded) & set(seeds)
 
 
+def test_a_teacher_final_is_read_by_the_tasks_checker_and_one_it_cannot_read_is_dropped(server, api_key, tmp_path):
+    from loopkit.tasks.jsonl import JsonlTask
+
+    seeds = [Sample.create(f"What is {a} + 16?", f"#### {a + 16}", final=str(a + 16)) for a in range(12, 17)]
+    server.answers = ["12 + 16 = 28\n#### 12 + 16 = 20", "So the total is 28 apples.", "#### $1,234.", "#### ", "No idea."]
+    teacher = make_teacher(server, tmp_path, concurrency=1)  # one at a time: the answers arrive in the seeds' order
+    numeric = tmp_path / "seeds.jsonl"
+    numeric.write_text(json.dumps({"question": "q", "answer": "#### 1"}) + "\n")
+    teacher.bind(JsonlTask(JsonlTask.Params(seed_file=str(numeric), checker="numeric")))
+    unreadable, flexible, marked, empty, none = teacher.generate(seeds, round_no=1, random_seed=7)
+    assert unreadable.dropped == "no final answer: the numeric checker cannot read '12 + 16 = 20' as an answer"
+    assert flexible.dropped is None and flexible.sample.final == "28" and flexible.sample.meta["final_reading"] == "flexible"
+    assert flexible.sample.answer == "So the total is 28 apples.\n#### 28"  # trained with the final line it lacked
+    assert marked.sample.final == "$1,234." and marked.sample.meta["final_reading"] == "marked"
+    assert empty.dropped == "no final answer: the teacher's answer has nothing after '####'"
+    assert none.dropped == ("no final answer: the teacher's answer has no '#### <answer>' line, "
+                            "nor an answer its flexible reading finds")
+    server.answers = ["#### Yes, because all cats are animals", "All cats are animals.\n#### yes"]
+    teacher.bind(JsonlTask(JsonlTask.Params(seed_file=str(numeric), checker="boolean")))
+    wordy, plain = teacher.generate(seeds[:2], round_no=2, random_seed=7)
+    assert wordy.dropped == "no final answer: the boolean checker cannot read 'Yes, because all cats are animals' as an answer"
+    assert plain.sample.final == "yes" and plain.sample.meta["final_reading"] == "marked"
+
+
+def _closed_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+
+
+@pytest.mark.parametrize("fault, field", [("api_base", "teacher.params.api_base: the teacher's check call failed"),
+                                          ("model", "teacher.params.model: the teacher's check call failed"),
+                                          ("key", "teacher.params.api_key_env: the teacher's check call failed")])
+def test_validate_check_teacher_calls_the_real_backend_once_and_names_the_wrong_field(
+        server, api_key, write_recipe, fault, field):
+    server.models = {"test-model"}
+    teacher = {"model": "openai/test-model", "api_base": server.url, "api_key_env": KEY_ENV, "backoff": 0.01,
+               "max_retries": 1, "timeout": 5}
+    args = ["validate", str(write_recipe()), "--check-teacher", "--set", "teacher.name=litellm"]
+    right = CliRunner().invoke(build_app(), [*args, "--set", f"teacher.params={json.dumps(teacher)}"])
+    assert right.exit_code == 0, right.output
+    shown = " ".join(right.output.split())
+    assert "teacher check: litellm teacher openai/test-model answered the check call" in shown
+    assert "in no journal and charged to no run" in shown
+    assert server.requests == 1 and server.seeds  # one real call
+    wrong = {"api_base": {"api_base": _closed_port()}, "model": {"model": "openai/no-such-model"}}.get(fault, {})
+    if fault == "key":
+        server.faults = ["401"]
+    result = CliRunner().invoke(build_app(), [*args, "--set", f"teacher.params={json.dumps({**teacher, **wrong})}"])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"Error: {field}") and KEY not in line, line
+
+
+def test_run_check_teacher_is_journaled_and_charged_and_the_procedural_teacher_has_nothing_to_check(
+        server, api_key, write_recipe, tmp_path):
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(build_app(), [
+        "run", str(write_recipe()), "-o", str(out), "--check-teacher", "--set", "loop.rounds=1",
+        "--set", "selector.name=random", "--set", "teacher.name=litellm", "--set", "teacher.params.model=openai/test-model",
+        "--set", f"teacher.params.api_base={server.url}", "--set", f"teacher.params.api_key_env={KEY_ENV}"])
+    assert result.exit_code == 0, result.output
+    assert "journaled and charged to this run" in " ".join(result.output.split())
+    (run,) = out.iterdir()
+    assert Journal(run / FILENAME).count() == server.requests == 1 + 12  # the check, then a question and an answer per seed
+    summary = json.loads((run / "summary.json").read_text())
+    assert [r["teacher_calls"] for r in summary["rounds"]] == [1, 13]
+    procedural = CliRunner().invoke(build_app(), ["validate", str(write_recipe()), "--check-teacher"])
+    assert procedural.exit_code == 0 and "teacher reasoning-gym: nothing to check (it makes no calls)" in procedural.output
+
+
 def test_retry_after_is_honoured_instead_of_the_backoff(server, api_key, tmp_path):
     server.faults = ["429"]
     teacher = make_teacher(server, tmp_path, backoff=30)  # a backoff this long would time the test out

@@ -106,6 +106,12 @@ class Loop:
         self.student = self._inference(model)
         return self.done
 
+    def check_teacher(self) -> str | None:
+        """The teacher's check call (``--check-teacher``), journaled and charged to this run; None: nothing to check."""
+        said = self.teacher.preflight()
+        self.teacher_calls += said is not None
+        return said
+
     def run(self, run_dir: RunDir, resume: bool = False) -> RunResult:
         """Run every round into ``run_dir``; with ``resume``, continue after its last complete round.
 

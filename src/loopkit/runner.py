@@ -191,8 +191,17 @@ def _first_difference(a, b, path: str = "") -> str | None:
     return None if a == b else (path or "the recipe")
 
 
+def checked_teacher(name: str, said: str | None, journaled: bool) -> str:
+    """What ``--check-teacher`` found, as one line."""
+    if said is None:
+        return f"teacher {name}: nothing to check (it makes no calls)"
+    where = ("journaled and charged to this run" if journaled else
+             "validate has no run directory, so the call is in no journal and charged to no run")
+    return f"teacher check: {said}; {where}"
+
+
 def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Console, use_cache: bool = True,
-                     resume: Path | None = None) -> RunResult:
+                     resume: Path | None = None, check_teacher: bool = False) -> RunResult:
     quiet_libraries()
     progress = RichProgress(console)
     if resume is not None:
@@ -217,6 +226,10 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
             console.print(f"run directory: {run_dir.path}", highlight=False)
         held = True
         stopping.on_exit_now(lambda: _tidy(run_dir))
+        if check_teacher:
+            if loop.run_dir is not run_dir:
+                loop.open(run_dir)  # the teacher's journal, where the check call is recorded
+            console.print(checked_teacher(resolved.recipe.teacher.name, loop.check_teacher(), True), highlight=False)
         with progress.bars:
             result = loop.run(run_dir, resume=resume is not None)
     except BaseException as exc:  # a stop (signal) or a crash: say what is safe on disk before the error is reported

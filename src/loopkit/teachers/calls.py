@@ -61,11 +61,15 @@ Done = Callable[[int, Completion], None]  # called by a backend as each call of 
 
 
 class BatchError(LoopkitError):
-    """Some calls of a batch failed for good; ``completions`` holds the others' answers (None where one failed)."""
+    """Some calls of a batch failed for good; ``completions`` holds the others' answers (None where one failed).
 
-    def __init__(self, message: str, completions: list[Completion | None]) -> None:
+    ``field``: the teacher param most likely at fault (``api_base``, ``model``, ``api_key_env``), if known.
+    """
+
+    def __init__(self, message: str, completions: list[Completion | None], field: str | None = None) -> None:
         super().__init__(message)
         self.completions = completions
+        self.field = field
 
 
 class Backend(Protocol):

@@ -42,8 +42,8 @@ from loopkit.teachers.llm import LLMTeacher, LLMTeacherParams
 class TeacherCallError(BatchError):
     """A teacher call that still failed after its retries."""
 
-    def __init__(self, message: str, completions: list[Completion | None] | None = None) -> None:
-        super().__init__(message, completions or [])
+    def __init__(self, message: str, completions: list[Completion | None] | None = None, field: str | None = None) -> None:
+        super().__init__(message, completions or [], field)
 
 
 class LiteLLMTeacher(LLMTeacher):
@@ -126,7 +126,8 @@ class LiteLLMTeacher(LLMTeacher):
         if bugs:
             raise bugs[0]
         more = f" ({len(failed) - 1} more calls of this batch failed too)" if len(failed) > 1 else ""
-        raise TeacherCallError(f"{failed[0]}{more}", [None if isinstance(r, BaseException) else r for r in results])
+        raise TeacherCallError(f"{failed[0]}{more}", [None if isinstance(r, BaseException) else r for r in results],
+                               failed[0].field)
 
     async def _complete_all(self, prompts: list[Messages], params: list[dict[str, Any]], key: str | None,
                             done: Done | None) -> list[Any]:
@@ -186,9 +187,10 @@ class LiteLLMTeacher(LLMTeacher):
                     break
                 error = redact(_describe(exc, p.timeout))  # never let a key reach the journal or a log
                 if not _retryable(litellm, exc):
-                    raise TeacherCallError(f"teacher call to {target} failed: {error}") from None
+                    raise TeacherCallError(f"teacher call to {target} failed: {error}", field=_blamed(exc)) from None
                 if retries >= p.max_retries:
-                    raise TeacherCallError(f"teacher call to {target} failed after {retries} retries: {error}") from None
+                    raise TeacherCallError(f"teacher call to {target} failed after {retries} retries: {error}",
+                                           field=_blamed(exc)) from None
                 retries += 1
                 await asyncio.sleep(self._delay(retries, _retry_after(exc)))
         text, problem = _read(reply)
@@ -231,6 +233,16 @@ def _retryable(litellm: Any, exc: Exception) -> bool:
         return True
     status = getattr(exc, "status_code", None)
     return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def _blamed(exc: Exception) -> str:
+    """The param most likely at fault for a failed call: a refused key, an unknown model, else the address."""
+    status = getattr(exc, "status_code", None)
+    if status in (401, 403):
+        return "api_key_env"
+    if status in (400, 404) and "model" in str(exc).lower():
+        return "model"
+    return "api_base"  # unreachable, not an OpenAI-compatible server (HTML, 404 on the path), timeouts, 5xx
 
 
 def _describe(exc: Exception, timeout: float) -> str:

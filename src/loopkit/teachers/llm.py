@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import Field
 
+from loopkit.errors import TeacherCheckError
 from loopkit.journal import FILENAME
 from loopkit.records import Sample, normalize_question
 from loopkit.seeding import derive_seed
@@ -118,6 +119,24 @@ class LLMTeacher(Teacher):
         """Each prompt's reply and the calls it is charged, through the journal (see ``teachers.calls``)."""
         return self.calls.send(prompts, params)
 
+    # -- the check call (--check-teacher) --------------------------------------------------------
+
+    def preflight(self) -> str:
+        params = {**self.sampling(0), "temperature": 0.0, self.max_tokens_field: 8}
+        use_cache, self.calls.use_cache = self.calls.use_cache, False  # a check must reach the backend
+        try:
+            (reply,), _ = self._call([PREFLIGHT_PROMPT], [params])
+        except BatchError as exc:
+            field = getattr(exc, "field", None) or "model"
+            raise TeacherCheckError(f"teacher.params.{field}: the teacher's check call failed ({exc}); "
+                                    f"{_CHECK_FIXES.get(field, 'fix it')}") from None
+        finally:
+            self.calls.use_cache = use_cache
+        if reply.problem is not None:
+            raise TeacherCheckError(f"teacher.params.model: the teacher answered the check call with an unusable reply "
+                                    f"({reply.problem}); use a chat model the backend serves")
+        return f"{self.backend} teacher {self.model_id} answered the check call ({reply.text.strip()[:40]!r})"
+
     # -- generation: the two-call protocol -----------------------------------------------------
 
     def generate(self, seeds: list[Sample], round_no: int, random_seed: int) -> list[Generation]:
@@ -149,16 +168,21 @@ class LLMTeacher(Teacher):
         return result
 
     def _sample(self, seed: Sample, question: str, reply: Reply, round_no: int) -> tuple[Sample | None, str | None]:
+        """The sample of a usable answer whose final answer the task can read (as it reads its seeds'), else why not.
+
+        Without a '####' line, the task's flexible reading (GSM8K's last number) may find the final;
+        the sample records which reading did (``meta["final_reading"]``).
+        """
         answer = reply.text
-        final = self.task.extract(answer) if reply.problem is None and FINAL_MARKER in answer else None
-        if not final:
+        final, how = self.task.read_final(answer) if reply.problem is None else (None, "")
+        if final is None:  # ``how`` says why not
             return Sample.create(question, source=self.backend, seed_id=seed.id, round=round_no), (
-                _unusable("answer", reply) or f"no final answer: the teacher's answer has no '{FINAL_MARKER} <answer>' line"
+                _unusable("answer", reply) or f"no final answer: {_teachers(how)}"
             )
-        steps = answer.rsplit(FINAL_MARKER, 1)[0]
+        steps = answer.rsplit(FINAL_MARKER, 1)[0] if FINAL_MARKER in answer else answer
         sample = Sample.create(
             question, format_answer(final, steps), final=final, source=self.backend, seed_id=seed.id, round=round_no,
-            meta={"teacher_model": self.model_id},
+            meta={"teacher_model": self.model_id, "final_reading": how},
         )
         return sample, None
 
@@ -178,9 +202,23 @@ class LLMTeacher(Teacher):
         return {**self.sampling(derive_seed(random_seed, self.backend, "judge")), "temperature": 0.0}
 
 
+PREFLIGHT_PROMPT = "Reply with the word OK."
+# What to do when the check call fails, by the recipe field a backend blames (``BatchError.field``).
+_CHECK_FIXES = {
+    "api_base": "check the server's address (e.g. http://127.0.0.1:8000/v1) and that it is up",
+    "model": "name a model the backend serves",
+    "api_key_env": "export a valid key in the variable api_key_env names",
+}
+
+
 def _unusable(call: str, reply: Reply) -> str | None:
     """The drop reason of a sample whose ``call`` ("question" or "answer") got an unusable reply, else None."""
     return None if reply.problem is None else f"unusable reply to the {call} call: {reply.problem}"
+
+
+def _teachers(why: str) -> str:
+    """Why the teacher's answer has no final answer, as a drop reason."""
+    return f"the teacher's answer has {why}" if why.startswith(("no ", "nothing ")) else why
 
 
 def _strip_question(text: str) -> str:
