@@ -168,6 +168,7 @@ def test_validate_check_teacher_calls_the_real_backend_once_and_names_the_wrong_
 
 def test_run_check_teacher_is_journaled_and_charged_and_the_procedural_teacher_has_nothing_to_check(
         server, api_key, write_recipe, tmp_path):
+    server.unparseable = 10_000  # nothing kept: no training, so the test stays quick
     out = tmp_path / "runs"
     result = CliRunner().invoke(build_app(), [
         "run", str(write_recipe()), "-o", str(out), "--check-teacher", "--set", "loop.rounds=1",
