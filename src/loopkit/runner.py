@@ -143,13 +143,16 @@ def report_stop(console: Console, run_dir: RunDir) -> None:
 
 
 def results_table(result: RunResult) -> Table:
-    table = Table("round", "synthetic samples", "kept / made", "top drop reason", "teacher calls", "test accuracy",
-                  "round time", title=str(result.run_dir.path))
+    """One row per round; kept / made counts a generating round's samples, and the caption gives the top drop
+    reasons of the rounds that dropped any."""
+    reasons = [f"round {row.round} dropped {row.dropped} of {row.kept + row.dropped}: "
+               + "; ".join(f"{n} x {_short(reason)}" for reason, n in row.drop_reasons.items())
+               for row in result.rows if row.dropped]
+    table = Table("round", "samples", "kept / made", "teacher calls", "test accuracy", "round time",
+                  title=str(result.run_dir.path), caption=escape("\n".join(reasons)) or None, caption_justify="left")
     for row in result.rows:
         made = row.kept + row.dropped
-        top = next(iter(row.drop_reasons.items()), None)
-        table.add_row(str(row.round), str(row.samples), f"{row.kept} / {made}" if made else "",
-                      escape(f"{top[1]} x {_short(top[0], 40)}") if top else "", str(row.teacher_calls),
+        table.add_row(str(row.round), str(row.samples), f"{row.kept} / {made}" if made else "", str(row.teacher_calls),
                       f"{row.accuracy:.1%}", f"{sum(row.seconds.values()):.1f}s")
     return table
 
