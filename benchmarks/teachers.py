@@ -87,13 +87,13 @@ def hf_figures(prompts: int, max_new_tokens: int, batch_size: int, repeat: int) 
             model={"name": "tiny", "params": {"hidden_size": 64, "layers": 4}}, temperature=0,
             max_new_tokens=max_new_tokens, batch_size=size))
         teachers[size] = teacher
-        teacher.complete(conversations[:2], teacher.sampling(0))  # load the model, warm up
+        teacher.complete(conversations[:2], [teacher.sampling(0)] * 2)  # load the model, warm up
     times = {size: [] for size in teachers}
     tokens = {}
     for _ in range(repeat):  # interleaved, so a load change hits both alike
         for size, teacher in teachers.items():
             clock = time.perf_counter()
-            out = teacher.complete(conversations, teacher.sampling(0))
+            out = teacher.complete(conversations, [teacher.sampling(0)] * len(conversations))
             times[size].append(time.perf_counter() - clock)
             tokens[size] = sum(c.completion_tokens for c in out)
     return [(f"hf tiny, batch size {size}", prompts / min(times[size]), prompts, tokens[size]) for size in teachers]

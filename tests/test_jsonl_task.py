@@ -44,6 +44,22 @@ def test_a_gsm8k_file_splits_and_reads_final_answers(write_recipe, tmp_path):
     assert task.readings(sample, "So 1100 apples.") == {"strict": False, "flexible": True}
 
 
+def test_plain_seed_answers_are_read_by_the_checker_and_an_unreadable_final_is_refused(tmp_path):
+    from loopkit.errors import DataError
+    from loopkit.tasks.jsonl import JsonlTask
+
+    plain = [{"question": "What is 20 + 4?", "answer": "24"}, {"question": "What is 100 + 1?", "answer": 101},
+             {"question": "What is 2 + 2?", "answer": "2 + 2 = 4\n#### 4"}]
+    write_jsonl(tmp_path / "seeds.jsonl", plain)
+    task = JsonlTask(JsonlTask.Params(seed_file=str(tmp_path / "seeds.jsonl"), checker="numeric", test_size=1))
+    data = task.load(0)
+    assert sorted(s.final for s in data.pool + data.test) == ["101", "24", "4"]
+    write_jsonl(tmp_path / "seeds.jsonl", [*plain, {"question": "What is 12 + 16?", "answer": "#### 12 + 16 = 20"}])
+    with pytest.raises(DataError, match="seeds.jsonl:4: field 'answer': the numeric checker reads no final answer from it "
+                                        r"\(the numeric checker cannot read '12 \+ 16 = 20' as an answer\)"):
+        task.load(0)
+
+
 @pytest.mark.parametrize("lines, fragment", [
     ([], "no records (the file is empty)"),
     ([GSM8K[0], "{not json"], "seeds.jsonl:2: not valid JSON"),

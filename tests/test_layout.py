@@ -76,7 +76,7 @@ def test_a_round_row_keeps_the_format_on_disk():
                    seconds={"generate": 1.5, "train": 2.0}, elapsed=7.25)
     data = row.to_json()
     assert list(data) == ["round", "samples", "teacher_calls", "teacher_tokens", "usd", "accuracy", "accuracy_se",
-                          "test_items", "subtasks", "seconds", "elapsed"]
+                          "test_items", "subtasks", "seconds", "elapsed", "kept", "dropped", "drop_reasons"]
     assert RoundRow.from_json({**data, "train": {"steps": 3}}) == row and row["accuracy"] == 0.5
     old = RoundRow.from_json({"round": 0, "samples": 0, "teacher_calls": 0, "accuracy": 0.0})  # an older run's row
     assert (old.teacher_tokens, old.usd, old.seconds, old.elapsed) == (0, 0.0, {}, 0.0)

@@ -94,18 +94,108 @@ def test_faults_are_retried_unusable_answers_dropped_and_a_rerun_sends_nothing(s
     assert [g.calls for g in again] == [g.calls for g in generations]  # charged to the run once, as before
 
 
+def test_every_call_samples_with_its_own_stable_seed_and_a_resume_sends_none_again(server, api_key, tmp_path):
+    twice = SEEDS + SEEDS[:1]  # the same seed question twice still gets two different new questions
+    for run in "abc":
+        (tmp_path / run).mkdir()
+    make_teacher(server, tmp_path / "a").generate(twice, round_no=1, random_seed=7)
+    seeds = list(server.seeds)
+    assert len(seeds) == 2 * len(twice) and None not in seeds and len(set(seeds)) == len(seeds)
+    assert make_teacher(server, tmp_path / "a").generate(twice, round_no=1, random_seed=7)  # a resume: the journal answers
+    assert server.seeds == seeds
+    make_teacher(server, tmp_path / "b").generate(twice, round_no=1, random_seed=7)  # a fresh run: the same seeds again
+    assert sorted(server.seeds[len(seeds):]) == sorted(seeds)
+    judge = make_teacher(server, tmp_path / "c")
+    judge.judge(SEEDS, ["1", "2", "3", "4"], random_seed=3)
+    judge.referee(SEEDS, ["1", "2", "3", "4"], random_seed=3)
+    graded = server.seeds[2 * len(seeds):]
+    assert len(graded) == 4 + 8 and len(set(graded)) == len(graded) and not set(graded) & set(seeds)
+
+
+def test_a_teacher_final_is_read_by_the_tasks_checker_and_one_it_cannot_read_is_dropped(server, api_key, tmp_path):
+    from loopkit.tasks.jsonl import JsonlTask
+
+    seeds = [Sample.create(f"What is {a} + 16?", f"#### {a + 16}", final=str(a + 16)) for a in range(12, 17)]
+    server.answers = ["12 + 16 = 28\n#### 12 + 16 = 20", "So the total is 28 apples.", "#### $1,234.", "#### ", "No idea."]
+    teacher = make_teacher(server, tmp_path, concurrency=1)  # one at a time: the answers arrive in the seeds' order
+    numeric = tmp_path / "seeds.jsonl"
+    numeric.write_text(json.dumps({"question": "q", "answer": "#### 1"}) + "\n")
+    teacher.bind(JsonlTask(JsonlTask.Params(seed_file=str(numeric), checker="numeric")))
+    unreadable, flexible, marked, empty, none = teacher.generate(seeds, round_no=1, random_seed=7)
+    assert unreadable.dropped == "no final answer: the numeric checker cannot read '12 + 16 = 20' as an answer"
+    assert flexible.dropped is None and flexible.sample.final == "28" and flexible.sample.meta["final_reading"] == "flexible"
+    assert flexible.sample.answer == "So the total is 28 apples.\n#### 28"  # trained with the final line it lacked
+    assert marked.sample.final == "$1,234." and marked.sample.meta["final_reading"] == "marked"
+    assert empty.dropped == "no final answer: the teacher's answer has nothing after '####'"
+    assert none.dropped == ("no final answer: the teacher's answer has no '#### <answer>' line, "
+                            "nor an answer its flexible reading finds")
+    server.answers = ["#### Yes, because all cats are animals", "All cats are animals.\n#### yes"]
+    teacher.bind(JsonlTask(JsonlTask.Params(seed_file=str(numeric), checker="boolean")))
+    wordy, plain = teacher.generate(seeds[:2], round_no=2, random_seed=7)
+    assert wordy.dropped == "no final answer: the boolean checker cannot read 'Yes, because all cats are animals' as an answer"
+    assert plain.sample.final == "yes" and plain.sample.meta["final_reading"] == "marked"
+
+
+def _closed_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+
+
+@pytest.mark.parametrize("fault, field", [("api_base", "teacher.params.api_base: the teacher's check call failed"),
+                                          ("model", "teacher.params.model: the teacher's check call failed"),
+                                          ("key", "teacher.params.api_key_env: the teacher's check call failed")])
+def test_validate_check_teacher_calls_the_real_backend_once_and_names_the_wrong_field(
+        server, api_key, write_recipe, fault, field):
+    server.models = {"test-model"}
+    teacher = {"model": "openai/test-model", "api_base": server.url, "api_key_env": KEY_ENV, "backoff": 0.01,
+               "max_retries": 1, "timeout": 5}
+    args = ["validate", str(write_recipe()), "--check-teacher", "--set", "teacher.name=litellm"]
+    right = CliRunner().invoke(build_app(), [*args, "--set", f"teacher.params={json.dumps(teacher)}"])
+    assert right.exit_code == 0, right.output
+    shown = " ".join(right.output.split())
+    assert "teacher check: litellm teacher openai/test-model answered the check call" in shown
+    assert "in no journal and charged to no run" in shown
+    assert server.requests == 1 and server.seeds  # one real call
+    wrong = {"api_base": {"api_base": _closed_port()}, "model": {"model": "openai/no-such-model"}}.get(fault, {})
+    if fault == "key":
+        server.faults = ["401"]
+    result = CliRunner().invoke(build_app(), [*args, "--set", f"teacher.params={json.dumps({**teacher, **wrong})}"])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"Error: {field}") and KEY not in line, line
+
+
+def test_run_check_teacher_is_journaled_and_charged_and_the_procedural_teacher_has_nothing_to_check(
+        server, api_key, write_recipe, tmp_path):
+    server.unparseable = 10_000  # nothing kept: no training, so the test stays quick
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(build_app(), [
+        "run", str(write_recipe()), "-o", str(out), "--check-teacher", "--set", "loop.rounds=1",
+        "--set", "selector.name=random", "--set", "teacher.name=litellm", "--set", "teacher.params.model=openai/test-model",
+        "--set", f"teacher.params.api_base={server.url}", "--set", f"teacher.params.api_key_env={KEY_ENV}"])
+    assert result.exit_code == 0, result.output
+    assert "journaled and charged to this run" in " ".join(result.output.split())
+    (run,) = out.iterdir()
+    assert Journal(run / FILENAME).count() == server.requests == 1 + 12  # the check, then a question and an answer per seed
+    summary = json.loads((run / "summary.json").read_text())
+    assert [r["teacher_calls"] for r in summary["rounds"]] == [1, 13]
+    procedural = CliRunner().invoke(build_app(), ["validate", str(write_recipe()), "--check-teacher"])
+    assert procedural.exit_code == 0 and "teacher reasoning-gym: nothing to check (it makes no calls)" in procedural.output
+
+
 def test_retry_after_is_honoured_instead_of_the_backoff(server, api_key, tmp_path):
     server.faults = ["429"]
     teacher = make_teacher(server, tmp_path, backoff=30)  # a backoff this long would time the test out
     started = time.monotonic()
-    (completion,) = teacher.complete([[{"role": "user", "content": "Answer: 6 x 7"}]], teacher.sampling(1))
+    (completion,) = teacher.complete([[{"role": "user", "content": "Answer: 6 x 7"}]], [teacher.sampling(1)])
     assert 0.1 <= time.monotonic() - started < 5
     assert completion.text == ANSWER and completion.retries == 1 and server.requests == 2
 
 
 def test_cost_comes_from_the_offline_cost_map(server, api_key, tmp_path):
     teacher = make_teacher(server, tmp_path, model="openai/gpt-4o-mini")
-    (c,) = teacher.complete([[{"role": "user", "content": "Answer: 6 x 7 please"}]], teacher.sampling(1))
+    (c,) = teacher.complete([[{"role": "user", "content": "Answer: 6 x 7 please"}]], [teacher.sampling(1)])
     prices = litellm.model_cost["gpt-4o-mini"]
     expected = c.prompt_tokens * prices["input_cost_per_token"] + c.completion_tokens * prices["output_cost_per_token"]
     assert (c.prompt_tokens, c.completion_tokens) == (5, len(ANSWER.split()))
@@ -138,7 +228,7 @@ def test_concurrency_is_bounded(server, api_key, tmp_path):
     teacher = make_teacher(server, tmp_path, concurrency=2)
     prompts = [[{"role": "user", "content": f"Answer: {i} x 7"}] for i in range(6)]
     started = time.monotonic()
-    assert [c.text for c in teacher.complete(prompts, teacher.sampling(1))] == [ANSWER] * 6
+    assert [c.text for c in teacher.complete(prompts, [teacher.sampling(1)] * len(prompts))] == [ANSWER] * 6
     assert server.peak == 2 and 0.6 <= time.monotonic() - started < 10
 
 
@@ -188,6 +278,31 @@ def test_a_one_round_loop_completes_and_the_key_is_in_no_file_of_the_run(server,
     assert any(p.name == FILENAME for p in files)
     for path in files:  # ... and written nowhere
         assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_rounds_that_keep_nothing_are_reported_and_stop_the_run_resumably_in_one_line(server, api_key, write_recipe, tmp_path):
+    server.unparseable = 10_000  # every answer lacks its final line, as a small model's did under the default prompt
+    out = tmp_path / "runs"
+    args = ["run", str(write_recipe()), "-o", str(out), "--set", "loop.rounds=3", "--set", "selector.name=random",
+            "--set", "teacher.name=litellm", "--set", "teacher.params.model=openai/test-model",
+            "--set", f"teacher.params.api_base={server.url}", "--set", f"teacher.params.api_key_env={KEY_ENV}"]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 1, result.output
+    shown = " ".join(result.output.split())  # as the terminal wraps it
+    no_final = "no final answer: the teacher's answer has no '#### <answer>' line"
+    assert f"round 1: accuracy 0.0% with 0 synthetic samples; kept 0 of 6 (dropped: 6 x {no_final})" in shown
+    assert "warning: round 2 dropped 6 of its 6 samples" in shown
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: rounds 1-2 kept none of their samples (6 x no final answer") and "answer_template" in error
+    assert "loop.stop_after_empty_rounds" in error
+    (run,) = out.iterdir()
+    assert [p.name for p in sorted(run.glob("round-*"))] == ["round-000", "round-001", "round-002"]  # none after the stop
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped"] == error.removeprefix("Error: ") and summary["rounds"][2]["drop_reasons"] == {no_final: 6}
+    server.unparseable = 0  # the teacher fixed: the run continues where it stopped
+    resumed = CliRunner().invoke(build_app(), ["run", "--resume", str(run)])
+    assert resumed.exit_code == 0, resumed.output
+    assert "round 3: accuracy" in resumed.output and "kept 6 of 6" in resumed.output
 
 
 @pytest.mark.parametrize("selector, signal, calls_per_seed", [("llm-judge", "judge_score", 1), ("lion", "referee_gap", 2)])
@@ -280,23 +395,23 @@ def test_timeout_is_a_deadline_for_the_whole_attempt_so_a_dripping_server_cannot
     server.faults, server.drip = ["drip"], 0.5  # every read gets a byte in time; the whole reply would take minutes
     teacher = make_teacher(server, tmp_path, timeout=1.5)
     started = time.monotonic()
-    (completion,) = teacher.complete(ASK, teacher.sampling(1))
+    (completion,) = teacher.complete(ASK, [teacher.sampling(1)])
     assert 1.5 <= time.monotonic() - started < 10
     assert completion.text == ANSWER and completion.retries == 1 and server.answered.total() == 1
 
     server.faults = ["drip"] * 2
     with pytest.raises(TeacherCallError, match=r"failed after 1 retries: no complete reply within timeout=1.5 s$"):
-        make_teacher(server, tmp_path, timeout=1.5, max_retries=1).complete(ASK, teacher.sampling(2))
+        make_teacher(server, tmp_path, timeout=1.5, max_retries=1).complete(ASK, [teacher.sampling(2)])
 
 
 def test_a_body_that_is_not_json_is_retried_and_when_it_persists_fails_in_one_short_line(server, api_key, tmp_path):
     server.faults = ["html", "plain", "html-502", "malformed", "text-type"]  # the right JSON as text/plain is read
-    (completion,) = make_teacher(server, tmp_path, max_retries=4).complete(ASK, {"max_tokens": 64})
+    (completion,) = make_teacher(server, tmp_path, max_retries=4).complete(ASK, [{"max_tokens": 64}])
     assert (completion.text, completion.retries, completion.problem) == (ANSWER, 4, None)
 
     server.faults = ["html"] * 3
     with pytest.raises(TeacherCallError) as failed:
-        make_teacher(server, tmp_path, max_retries=2).complete(ASK, {"max_tokens": 64})
+        make_teacher(server, tmp_path, max_retries=2).complete(ASK, [{"max_tokens": 64}])
     message = str(failed.value)
     assert "\n" not in message and len(message) < 600, message
     assert "failed after 2 retries" in message and "502 Bad Gateway" in message

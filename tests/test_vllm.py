@@ -11,6 +11,7 @@ import pytest
 from loopkit.testing import run_recipe
 from loopkit.journal import FILENAME, Journal
 from loopkit.records import Sample
+from loopkit.teachers.calls import per_call
 
 pytestmark = pytest.mark.vllm
 vllm = pytest.importorskip("vllm")
@@ -47,7 +48,7 @@ def test_two_calls_per_seed_through_the_engine_then_the_journal_answers(teacher)
 
 def test_the_same_seed_gives_the_same_batch(teacher):
     fresh_prompts = [[{"role": "user", "content": "Name a prime number."}]] * 2
-    params = teacher.sampling(123)
+    params = per_call(teacher.sampling(123), "question", range(2))
     first = [c.text for c in teacher.complete(fresh_prompts, params)]
     assert first == [c.text for c in teacher.complete(fresh_prompts, params)]
 

@@ -16,6 +16,10 @@ Each checker also says how lm-evaluation-harness reads and compares answers the 
 own filters (``regex``, ``lowercase``, ``uppercase``, ``map``) and ``exact_match`` metric, so an
 exported lm-eval task (``loopkit export``) needs no code of ours; ``lm_eval_gap`` says where it
 cannot (``math``).
+
+``Checker.final`` reads the final answer of a worked answer (a seed's reference, a teacher's
+answer) the one way both are read: what follows the last ``####``, which must be an answer the
+checker can read on its own (``"12 + 16 = 20"`` is no ``numeric`` answer).
 """
 
 from __future__ import annotations
@@ -92,6 +96,31 @@ class Checker:
         (e.g. ``1/2`` or ``NaN`` under ``numeric``, ``maybe`` under ``boolean``)."""
         return any(self.score(reference, reference).values())
 
+    fallback: str | None = None  # the reading that finds an answer with no '####' line (numeric: flexible)
+
+    def final(self, answer: str, plain: bool = False) -> tuple[str | None, str]:
+        """The final answer of a worked answer and the reading that found it, or (None, why there is none).
+
+        Readings: "marked" (after the last '####'); with ``plain`` (a seed's reference), "plain" (a
+        one-line answer is the final answer alone: "24"); else the checker's ``fallback`` (numeric:
+        "flexible", the last number). The final must be an answer this checker can read whole.
+        """
+        if FINAL_MARKER in answer:
+            final, reading = final_part(answer), "marked"
+        elif plain and len(answer.strip().splitlines()) == 1:
+            final, reading = answer.strip(), "plain"
+        elif self.fallback is not None and not plain:
+            final, reading = self.read(answer)[self.fallback], self.fallback
+            if final is None:
+                return None, f"no '{FINAL_MARKER} <answer>' line, nor an answer its {self.fallback} reading finds"
+        else:
+            return None, f"no '{FINAL_MARKER} <answer>' line"
+        if not final:
+            return None, f"nothing after '{FINAL_MARKER}'"
+        if not self.matches_itself(final):
+            return None, f"the {self.name} checker cannot read {final[:60]!r} as an answer"
+        return final, reading
+
     def lm_eval(self) -> dict[str, list[dict]]:
         """Per reading, the lm-eval filters that read a completion's answer as ``read`` does."""
         return {"match": [regex_filter(FINAL_PART_REGEX)]}
@@ -109,6 +138,7 @@ class Checker:
 class NumericChecker(Checker):
     name = "numeric"
     readings = ("strict", "flexible")
+    fallback = "flexible"
 
     def read(self, completion: str) -> dict[str, str | None]:
         strict = None

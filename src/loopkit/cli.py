@@ -142,6 +142,9 @@ GraceOption = typer.Option(
 )
 OverridesOption = typer.Option(None, "--set", help="Override a recipe value: key.path=value (repeatable).")
 StrictOption = typer.Option(False, "--strict", help="Refuse data problems a task only warns about (e.g. seed/test overlap).")
+CheckTeacherOption = typer.Option(
+    False, "--check-teacher", help="Make one cheap call through the teacher's backend first (a wrong api_base, model or "
+                                   "key fails at once); journaled and charged like any other call.")
 
 
 def _with_strict(overrides: list[str] | None, strict: bool) -> list[str]:
@@ -183,15 +186,16 @@ def build_app() -> typer.Typer:
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and its expected spend; load no model, call nothing."),
         strict: bool = StrictOption,
         grace: Optional[float] = GraceOption,
+        check_teacher: bool = CheckTeacherOption,
     ) -> None:
         """Run the closed loop of a recipe; everything lands in a new run directory (or the one resumed)."""
         # The command line and its overrides (secrets masked), for the run's manifest.json.
         command = {"command": shlex.join(ctx.meta.get(COMMAND, [])),
                    "overrides": [masked_override(o) for o in overrides or []]}
         with stopping.handling(grace):
-            _run(recipe, overrides, output, resume, no_cache, dry_run, strict, command)
+            _run(recipe, overrides, output, resume, no_cache, dry_run, strict, command, check_teacher)
 
-    def _run(recipe, overrides, output, resume, no_cache, dry_run, strict, command) -> None:
+    def _run(recipe, overrides, output, resume, no_cache, dry_run, strict, command, check_teacher=False) -> None:
         from loopkit.errors import LoopkitError
         from loopkit.recipe import load_recipe
 
@@ -209,20 +213,29 @@ def build_app() -> typer.Typer:
             return print_plan(resolved, console)
         from loopkit.runner import run_with_display
 
-        run_with_display(resolved, output, console, use_cache=not no_cache, resume=resume, command=command)
+        run_with_display(resolved, output, console, use_cache=not no_cache, resume=resume, command=command,
+                         check_teacher=check_teacher)
 
     @app.command()
     def validate(
         recipe: Path = typer.Argument(..., help="The recipe YAML file."),
         overrides: Optional[List[str]] = OverridesOption,
         strict: bool = StrictOption,
+        check_teacher: bool = CheckTeacherOption,
     ) -> None:
-        """Check a recipe (names, params, data) without loading any model."""
+        """Check a recipe (names, params, data) without loading any model (--check-teacher: and call the teacher once)."""
         from loopkit.prepare import validate_recipe
         from loopkit.recipe import load_recipe
 
         resolved = load_recipe(recipe, _with_strict(overrides, strict))
         data, unchecked = validate_recipe(resolved)
+        if check_teacher:
+            from loopkit.prepare import bind_teacher
+            from loopkit.runner import checked_teacher
+
+            teacher = resolved.build("teacher")
+            bind_teacher(teacher, resolved.build("task"), resolved)  # a missing key is an error here, not a warning
+            console.print(checked_teacher(resolved.recipe.teacher.name, teacher.preflight(), False), highlight=False)
         for warning in (data.warnings if data else ()):
             console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
         for reason in unchecked:

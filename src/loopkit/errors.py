@@ -36,6 +36,14 @@ class UnavailableError(LoopkitError):
     """
 
 
+class TeacherCheckError(LoopkitError):
+    """The teacher's check call (``--check-teacher``) failed: a wrong api_base, model or key, or a server that is down."""
+
+
+class NothingKeptError(LoopkitError):
+    """Rounds in a row whose every sample was dropped: the teacher's output cannot be used as the recipe stands."""
+
+
 class RunDirError(LoopkitError):
     """A run directory that cannot be used as it is: a damaged file, a hole in its rounds, a failed write."""
 

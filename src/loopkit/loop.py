@@ -10,6 +10,10 @@ evaluated on the test split (evaluate).
 ``mode: static-matched`` makes the same first round (the same data) and then trains on it through
 the active rounds' schedule (``prepare.plan_rounds``).
 
+A round that drops more than half of its samples is warned about; ``loop.stop_after_empty_rounds``
+rounds in a row that keep none stop the run before the next (the teacher's output cannot be used as
+the recipe stands: spending more would buy nothing).
+
 The loop runs a prepared run (``prepare.py``: components, data, round plan) and keeps its files
 through ``RunDir``, which alone knows the run directory's layout.
 """
@@ -17,6 +21,7 @@ through ``RunDir``, which alone knows the run directory's layout.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -25,7 +30,7 @@ import numpy as np
 
 from loopkit import stopping
 from loopkit.budget import first_exceeded, round_cost
-from loopkit.errors import LoopkitError, RecipeError
+from loopkit.errors import LoopkitError, NothingKeptError, RecipeError
 from loopkit.evaluation import Evaluation, evaluate
 from loopkit.inference import Inference
 from loopkit.prepare import PlannedRound, PreparedRun, prepare
@@ -103,6 +108,12 @@ class Loop:
         self.student = self._inference(model)
         return self.done
 
+    def check_teacher(self) -> str | None:
+        """The teacher's check call (``--check-teacher``), journaled and charged to this run; None: nothing to check."""
+        said = self.teacher.preflight()
+        self.teacher_calls += said is not None
+        return said
+
     def run(self, run_dir: RunDir, resume: bool = False) -> RunResult:
         """Run every round into ``run_dir``; with ``resume``, continue after its last complete round.
 
@@ -142,7 +153,27 @@ class Loop:
                     self._write_summary()
                     self.progress.note(self.stopped)
                     break
+                self._stop_if_nothing_kept()
                 self._round(planned)
+                self._warn_if_mostly_dropped(self.rows[-1])
+
+    def _warn_if_mostly_dropped(self, row: RoundRow) -> None:
+        if row.dropped > row.kept:
+            self.progress.note(f"warning: round {row.round} dropped {row.dropped} of its {row.kept + row.dropped} samples "
+                               f"({_reasons(row)}); see {self.run_dir.dropped_path(row.round)}")
+
+    def _stop_if_nothing_kept(self) -> None:
+        """Stop before a round when the last ``stop_after_empty_rounds`` rounds this process ran kept no sample."""
+        n = self.recipe.loop.stop_after_empty_rounds
+        last = self.rows[self.done + 1:][-n:] if n else []  # a resumed run counts afresh (its teacher may be fixed)
+        if not n or len(last) < n or any(r.kept or not r.dropped for r in last):
+            return
+        rounds = f"round {last[0].round}" if n == 1 else f"rounds {last[0].round}-{last[-1].round}"
+        self.stopped = (f"{rounds} kept none of their samples ({_reasons(last[-1])}); make the teacher's answers usable "
+                        "(its server; or teacher.params answer_template, model, max_tokens in a new run), "
+                        "or set loop.stop_after_empty_rounds: 0")
+        self._write_summary()
+        raise NothingKeptError(self.stopped)
 
     def _settle(self) -> None:
         """After a failure: no half-made round left, and summary.json back to the complete rounds (best effort:
@@ -231,6 +262,7 @@ class Loop:
                                                    derive_seed(self.recipe.seed, "generate", start))
                 self._report_spend(sum(g.calls for g in generations))
         new, dropped = [], []
+        reasons: Counter[str] = Counter()
         for g in generations:
             self.teacher_calls += g.calls
             reason = g.dropped or self._duplicate(g.sample)
@@ -239,6 +271,7 @@ class Loop:
                 self.known_questions.add(normalize_question(g.sample.question))
             else:
                 dropped.append({"seed_id": g.seed.id, "reason": reason, "question": g.sample.question if g.sample else None})
+                reasons[reason] += 1
         if chosen:
             times["generate"] = time.monotonic() - clock
         self.run_dir.write_synthetic(t, new)
@@ -265,7 +298,8 @@ class Loop:
             self.student = self._inference(model)
         self.trained_on = len(train_set)
         times["train"] = time.monotonic() - clock
-        self._finish_round(t, times, {"train": train_metrics, "dropped": len(dropped), "selector_teacher_calls": selector_calls})
+        self._finish_round(t, times, {"train": train_metrics, "selector_teacher_calls": selector_calls},
+                           {"kept": len(new), "dropped": len(dropped), "drop_reasons": dict(reasons.most_common(3))})
 
     def _train_set(self, planned: PlannedRound) -> list[Sample]:
         """What the round trains on: every sample kept so far; static-matched: the first ``train_share`` of them
@@ -336,7 +370,7 @@ class Loop:
         with self._stage(t, "evaluate", len(self.data.test)) as stage:
             return evaluate(self.student, self.task, self.data.test, stage.advance)
 
-    def _finish_round(self, t: int, times: dict[str, float], extra: dict) -> None:
+    def _finish_round(self, t: int, times: dict[str, float], extra: dict, drops: dict | None = None) -> None:
         clock = time.monotonic()
         evaluation = self._evaluate(t)
         times["evaluate"] = time.monotonic() - clock
@@ -351,6 +385,7 @@ class Loop:
             accuracy_se=score.se, test_items=score.n,
             subtasks={name: sub.to_json() for name, sub in evaluation.subtasks.items()},
             seconds={k: round(v, 3) for k, v in times.items()}, elapsed=round(time.monotonic() - self.started, 3),
+            **(drops or {}),
         )
         self.run_dir.write_metrics(t, row, extra)
         # summary.json before the marker: a failure in between leaves a half-made round, which is discarded
@@ -375,6 +410,11 @@ def saved_student(run: RunDir, trainer: Trainer, done: int, untrained: Any, fres
             + ("start a new run" if what == "resume" else "only round 0 (the untrained student) can be evaluated")
         )
     return trainer.load(run.model_dir(trained[-1]), fresh)
+
+
+def _reasons(row: RoundRow) -> str:
+    """A round's most common drop reasons, with their counts, for a message."""
+    return "; ".join(f"{n} x {reason}" for reason, n in row.drop_reasons.items())
 
 
 def _signal_rows(pool: list[Sample], signals: dict[str, Any]):

@@ -65,6 +65,9 @@ class LoopSpec(_Strict):
     score_offspring: bool = Field(
         False, description="also score each picked seed and its synthetic offspring by the student's own loss "
                            "(fidelity.jsonl, for loopkit report's fidelity analysis); costs a pass over 2m items")
+    stop_after_empty_rounds: int = Field(
+        2, ge=0, description="stop the run (keeping its complete rounds) when this many rounds in a row kept none of "
+                             "their samples (every one dropped); 0: never stop for that")
     unique_questions: bool = Field(
         True, description="drop new questions that repeat a pool seed or an earlier synthetic question "
                           "(ones that repeat a test question are always dropped)")

@@ -120,6 +120,9 @@ class RoundRow:
     subtasks: dict[str, dict] = field(default_factory=dict)  # sub-task -> Score.to_json() (tasks with sub-tasks)
     seconds: dict[str, float] = field(default_factory=dict)  # per stage of this round
     elapsed: float = 0.0  # since the run started, resumes included
+    kept: int = 0  # this round's new samples kept
+    dropped: int = 0  # this round's attempts dropped (dropped.jsonl says why, each)
+    drop_reasons: dict[str, int] = field(default_factory=dict)  # the most common reasons, with their counts
 
     _REQUIRED = {"round": int, "samples": int, "teacher_calls": int, "accuracy": (int, float)}
     _OPTIONAL = {"accuracy_se": (int, float), "test_items": int}  # absent in older runs

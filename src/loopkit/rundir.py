@@ -271,7 +271,11 @@ class RunDir:
         self.write_jsonl(self.round_path(round_no) / "synthetic.jsonl", samples)
 
     def write_dropped(self, round_no: int, rows: list[dict]) -> None:
-        self.write_jsonl(self.round_path(round_no) / "dropped.jsonl", rows)
+        self.write_jsonl(self.dropped_path(round_no), rows)
+
+    def dropped_path(self, round_no: int) -> Path:
+        """dropped.jsonl: per dropped attempt, its seed, the reason and the new question (if there was one)."""
+        return self.round_path(round_no) / "dropped.jsonl"
 
     def write_fidelity(self, round_no: int, rows: list[dict]) -> None:
         self.write_jsonl(self.round_path(round_no) / "fidelity.jsonl", rows)

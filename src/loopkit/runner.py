@@ -93,12 +93,15 @@ class RichProgress(NullProgress):
             eta = self.eta()
         self.console.print(
             f"round {row.round}{of}: accuracy [bold]{accuracy_text(row)}[/]{subtasks} with {row.samples} synthetic samples; "
-            f"spent {spend} ({times})" + (f"; ETA {_clock(eta)}" if eta is not None else ""),
+            f"{kept_line(row)}spent {spend} ({times})" + (f"; ETA {_clock(eta)}" if eta is not None else ""),
             highlight=False,
         )
 
     def note(self, message: str) -> None:
-        self.console.print(message, highlight=False, markup=False)
+        if message.startswith("warning:"):  # the loop's warnings (e.g. a round that dropped most samples) stand out
+            self.console.print(f"[bold yellow]warning:[/]{escape(message[len('warning:'):])}", highlight=False)
+        else:
+            self.console.print(message, highlight=False, markup=False)
 
 
 class StatusBars(Progress):
@@ -113,6 +116,18 @@ class StatusBars(Progress):
         if status:
             yield Text(status)
         yield from super().get_renderables()
+
+
+def kept_line(row: RoundRow) -> str:
+    """A generating round's kept and dropped samples and its top drop reasons ("" for a round that generated none)."""
+    if not row.kept and not row.dropped:
+        return ""
+    top = "; ".join(f"{n} x {escape(_short(reason))}" for reason, n in row.drop_reasons.items())
+    return f"kept {row.kept} of {row.kept + row.dropped}" + (f" (dropped: {top})" if top else "") + "; "
+
+
+def _short(reason: str, most: int = 80) -> str:
+    return reason if len(reason) <= most else reason[: most - 3] + "..."
 
 
 class _Bar:
@@ -210,14 +225,20 @@ def subtask_accuracies(row: RoundRow) -> str:
 
 
 def results_table(result: RunResult) -> Table:
-    """Per round: samples, calls, accuracy ± its binomial standard error over the test items, time (the round lines
-    and ``report`` give the accuracy per sub-task). Titled by the run's name: its full path (printed above it)
-    would stretch the table."""
-    table = Table("round", "synthetic samples", "teacher calls", "test accuracy", "round time",
-                  title=result.run_dir.path.name, caption="± the binomial standard error over the test items")
+    """Per round: samples trained on, kept / made (a generating round's samples), calls, accuracy ± its binomial
+    standard error over the test items, time (the round lines and ``report`` give the accuracy per sub-task); the
+    caption gives the top drop reasons of the rounds that dropped any. Titled by the run's name: its full path
+    (printed above it) would stretch the table."""
+    reasons = [f"round {row.round} dropped {row.dropped} of {row.kept + row.dropped}: "
+               + "; ".join(f"{n} x {_short(reason)}" for reason, n in row.drop_reasons.items())
+               for row in result.rows if row.dropped]
+    caption = "\n".join(["± the binomial standard error over the test items", *reasons])
+    table = Table("round", "samples", "kept / made", "teacher calls", "test accuracy", "round time",
+                  title=result.run_dir.path.name, caption=escape(caption), caption_justify="left")
     for row in result.rows:
-        table.add_row(str(row.round), str(row.samples), str(row.teacher_calls), accuracy_text(row),
-                      f"{sum(row.seconds.values()):.1f}s")
+        made = row.kept + row.dropped
+        table.add_row(str(row.round), str(row.samples), f"{row.kept} / {made}" if made else "", str(row.teacher_calls),
+                      accuracy_text(row), f"{sum(row.seconds.values()):.1f}s")
     return table
 
 
@@ -287,8 +308,17 @@ def _differences(a, b, path: str = "") -> dict[str, list]:
     return {} if a == b else {path or "the recipe": [a, b]}
 
 
+def checked_teacher(name: str, said: str | None, journaled: bool) -> str:
+    """What ``--check-teacher`` found, as one line."""
+    if said is None:
+        return f"teacher {name}: nothing to check (it makes no calls)"
+    where = ("journaled and charged to this run" if journaled else
+             "validate has no run directory, so the call is in no journal and charged to no run")
+    return f"teacher check: {said}; {where}"
+
+
 def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Console, use_cache: bool = True,
-                     resume: Path | None = None, command: dict | None = None) -> RunResult:
+                     resume: Path | None = None, command: dict | None = None, check_teacher: bool = False) -> RunResult:
     quiet_libraries()
     progress = RichProgress(console)
     growth: dict[str, list] = {}
@@ -323,6 +353,10 @@ def run_with_display(resolved: ResolvedRecipe, output: Path | None, console: Con
             console.print(f"run directory: {run_dir.path}", highlight=False, markup=False)
         held = True
         stopping.on_exit_now(lambda: _tidy(run_dir))
+        if check_teacher:
+            if loop.run_dir is not run_dir:
+                loop.open(run_dir)  # the teacher's journal, where the check call is recorded
+            console.print(checked_teacher(resolved.recipe.teacher.name, loop.check_teacher(), True), highlight=False)
         with progress.bars:
             result = loop.run(run_dir, resume=resume is not None)
     except BaseException as exc:  # a stop (signal) or a crash: say what is safe on disk before the error is reported

@@ -2,9 +2,10 @@
 
 A stdlib ``ThreadingHTTPServer`` answering ``POST .../chat/completions`` as the two-call protocol
 of ``teachers.llm`` expects: call 1 (a prompt starting "Here is an example question") gets a new
-question, call 2 a worked answer ending in ``#### 42``; judge and referee prompts get grades (1-10)
+question, call 2 a worked answer ending in ``#### 42`` (or the next of ``answers``); judge and referee prompts get grades (1-10)
 that depend on the prompt. ``delay`` adds latency to every reply; ``peak`` is the most requests it
-answered at once; ``answered`` counts the replies per distinct request (``duplicates``: paid twice).
+answered at once; ``answered`` counts the replies per distinct request (``duplicates``: paid twice);
+``seeds`` lists each request's sampling ``seed`` (None where it sent none), in arrival order.
 
 Faults are queued one per request (``FAULTS`` says what each does): transport faults (a 429 with
 Retry-After, a 500, a reply slower than a client's timeout, one that drips a byte at a time,
@@ -64,6 +65,8 @@ class ChatServer:
     def __init__(self) -> None:
         self.faults: list[str] = []  # names from FAULTS, or "ok"
         self.unparseable = 0  # this many answer calls get a reply without a final line
+        self.answers: list[str] = []  # the next answer calls' texts, in arrival order (then ANSWER)
+        self.models: set[str] | None = None  # the models served (others get a 404, as OpenAI's API answers); None: any
         self.echo_key = False  # answers quote the request's Authorization header (a leaky backend)
         self.slow = 1.0  # seconds a "slow" reply takes
         self.drip = 0.5  # seconds between the bytes of a "drip" reply
@@ -72,6 +75,7 @@ class ChatServer:
         self.requests = 0
         self.in_flight = self.peak = 0  # requests being answered now, and at most
         self.authorization: set[str] = set()
+        self.seeds: list[int | None] = []  # each request's sampling seed, in arrival order
         self.answered: Counter[str] = Counter()  # successful replies per distinct request body
         self.lock = threading.Lock()
         self.allowance: int | None = None  # requests still answered before the rest are held (None: all)
@@ -170,11 +174,18 @@ class ChatServer:
         with self.lock:
             self.requests += 1
             self.authorization.add(headers.get("Authorization", ""))
+            self.seeds.append(body.get("seed"))
             fault = self.faults.pop(0) if self.faults else None
             content = body["messages"][-1]["content"]
             asks_question = content.startswith("Here is an example question")
             unparseable = not asks_question and self.unparseable > 0
             self.unparseable -= unparseable
+            grades = content.startswith(("Grade a student's answer", "Two answers"))  # a judge's or referee's call
+            scripted = self.answers.pop(0) if self.answers and not (asks_question or grades or unparseable) else None
+        if self.models is not None and body.get("model") not in self.models:
+            message = f"The model `{body.get('model')}` does not exist or you do not have access to it."
+            return 404, {}, json.dumps({"error": {"message": message, "type": "invalid_request_error",
+                                                  "code": "model_not_found"}}).encode()
         if fault == "401":
             return 401, {}, b'{"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}'
         if fault == "429":
@@ -198,7 +209,7 @@ class ChatServer:
         elif content.startswith("Two answers"):  # LION's referee
             text = f"Answer 1: {1 + int(digest[:4], 16) % 10}\nAnswer 2: {1 + int(digest[4:8], 16) % 10}"
         else:
-            text = "I am not sure." if unparseable else ANSWER
+            text = "I am not sure." if unparseable else scripted or ANSWER
             if self.echo_key:
                 text = f"(you sent {headers.get('Authorization', '')})\n{text}"
         if fault == "surrogate":

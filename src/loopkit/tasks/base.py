@@ -34,6 +34,14 @@ class Task(Component):
         """The text the student sees for a question."""
         return f"Question: {question}\nAnswer:"
 
+    def read_final(self, answer: str, plain: bool = False) -> tuple[str | None, str]:
+        """A worked answer's final answer and the reading that found it, or (None, why): see ``Checker.final``."""
+        return self.answer_checker().final(answer, plain)
+
+    def answer_checker(self) -> Checker:
+        """How this task reads a final answer (a task whose ``check`` is its own: verbatim text)."""
+        return Checker()
+
     def extract(self, completion: str) -> str | None:
         """The final answer in a completion: after the last ``####`` if any, else its first line."""
         return final_part(completion)

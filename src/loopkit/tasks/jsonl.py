@@ -131,10 +131,10 @@ class JsonlTask(Task):
             answer = _field(record, p.answer_field, where, "answer_field") if p.answer_field else None
             final = _field(record, p.final_field, where, "final_field") if p.final_field else None
             if final is None:
-                final = next(iter(self.checker.read(answer).values()))
+                final, why = self.read_final(answer, plain=True)
                 if final is None:
                     raise DataError(f"{where}: field '{p.answer_field}': the {p.checker} checker reads no final answer "
-                                    "from it; set final_field or end answers with '#### <answer>'")
+                                    f"from it ({why}); set final_field or end answers with '#### <answer>'")
             if not self.checker.matches_itself(final):
                 field = p.final_field or p.answer_field
                 raise DataError(f"{where}: field '{field}': the {p.checker} checker can never match the final answer "
@@ -152,6 +152,9 @@ class JsonlTask(Task):
 
     def lm_eval_checker(self) -> tuple[Checker, str | None]:
         return self.checker, self.checker.lm_eval_gap
+
+    def answer_checker(self) -> Checker:
+        return self.checker
 
 
 def _field(record: dict[str, Any], name: str, where: str, param: str) -> str:

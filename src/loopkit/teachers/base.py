@@ -86,6 +86,12 @@ class Teacher(Component):
         ``use_cache=False`` (``loopkit run --no-cache``): send every call even if a journal has answered it.
         """
 
+    def preflight(self) -> str | None:
+        """One cheap call through the backend, journaled and charged like any other (``--check-teacher``): what
+        answered, or None for a teacher that makes no calls (nothing to check). Raises ``TeacherCheckError``
+        naming the recipe field most likely at fault."""
+        return None
+
     @abstractmethod
     def generate(self, seeds: list[Sample], round_no: int, random_seed: int) -> list[Generation]:
         """One new sample per seed question, in order, for round ``round_no``; ``random_seed`` seeds any sampling."""

