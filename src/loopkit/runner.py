@@ -265,6 +265,7 @@ GROWABLE = {
     "budget.teacher_calls": "raised or removed",
     "budget.teacher_tokens": "raised or removed",
     "budget.usd": "raised or removed",
+    "loop.stop_after_empty_rounds": "any value (it decides only when to stop)",
 }
 
 
@@ -273,7 +274,7 @@ def _may_grow(field: str, old, new, mode: str) -> bool:
         return mode == "active" and isinstance(old, int) and isinstance(new, int) and new > old
     if field.startswith("budget."):
         return new is None or (old is not None and new >= old)
-    return False
+    return field == "loop.stop_after_empty_rounds"
 
 
 def growth_rule() -> str:
