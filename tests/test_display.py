@@ -31,7 +31,7 @@ def test_output_off_a_terminal_is_never_wrapped_or_cut(write_recipe, tmp_path):
     assert len(events) == 2 and all(line.endswith("s)") for line in events), run.stdout  # each ends with its stage times
     assert any(line.strip() == run_dir.name for line in lines), run.stdout  # the table's title
     rows = [line for line in lines if line.startswith("│")]
-    assert len(rows) == 2 and all(line.endswith("│") and line.count("│") == 6 for line in rows), run.stdout
+    assert len(rows) == 2 and all(line.endswith("│") and line.count("│") == 7 for line in rows), run.stdout  # six columns
 
 
 def test_the_scaffold_command_to_copy_stays_one_line(tmp_path):

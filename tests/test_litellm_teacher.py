@@ -290,7 +290,7 @@ def test_rounds_that_keep_nothing_are_reported_and_stop_the_run_resumably_in_one
     assert result.exit_code == 1, result.output
     shown = " ".join(result.output.split())  # as the terminal wraps it
     no_final = "no final answer: the teacher's answer has no '#### <answer>' line"
-    assert f"round 1: accuracy 0.0% with 0 synthetic samples; kept 0 of 6 (dropped: 6 x {no_final})" in shown
+    assert f"with 0 synthetic samples; kept 0 of 6 (dropped: 6 x {no_final})" in shown and "round 1 of 3: accuracy 0.0%" in shown
     assert "warning: round 2 dropped 6 of its 6 samples" in shown
     error = result.output.strip().splitlines()[-1]
     assert error.startswith("Error: rounds 1-2 kept none of their samples (6 x no final answer") and "answer_template" in error

@@ -81,3 +81,17 @@ with stopping.handling(grace=30):
     else:
         assert done.returncode == 129 and "stopped at once by a second signal" in done.stderr, done.stdout + done.stderr
         assert "tidied" in done.stderr and "still stopping" not in done.stdout
+
+
+def test_a_stop_whose_keyboard_interrupt_a_finalizer_swallowed_is_raised_at_the_next_check():
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10**5):  # the handler runs here: Python prints its KeyboardInterrupt and ignores it
+                pass
+
+    with stopping.handling(grace=3):
+        Finalized()  # dropped at once: its __del__ runs
+        assert stopping.requested() is not None  # the stop was requested, and nothing was raised
+        with pytest.raises(KeyboardInterrupt):
+            stopping.check()  # the loop calls this at each stage: the stop happens there

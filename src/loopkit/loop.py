@@ -190,6 +190,7 @@ class Loop:
 
     def _stage(self, t: int, name: str, total: int | None = None) -> Any:
         """The display's bar for a stage; the run directory says which stage runs (for ``compare``)."""
+        stopping.check()  # a stop whose KeyboardInterrupt was lost stops here, before the stage starts
         self.run_dir.write_status(t, name, self.plan.last)
         return self.progress.stage(t, name, total)
 

@@ -165,6 +165,14 @@ def deferred(on_stop: Callable[[], None] | None = None) -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+def check() -> None:
+    """Raise KeyboardInterrupt if a stop was requested and nothing acts on it: the handler's KeyboardInterrupt is
+    lost when it lands while Python runs a finalizer (a ``__del__``: "Exception ignored in ..."), so a long job
+    calls this at safe points (each stage of a round) and stops there at the latest."""
+    if _state.stop is not None and _state.on_stop is None and not _state.sections:
+        raise KeyboardInterrupt
+
+
 def _handler(watchdog_after: float) -> Callable:
     def handle(signum: int, frame) -> None:
         state = _state
