@@ -302,7 +302,7 @@ def test_rounds_that_keep_nothing_are_reported_and_stop_the_run_resumably_in_one
     server.unparseable = 0  # the teacher fixed: the run continues where it stopped
     resumed = CliRunner().invoke(build_app(), ["run", "--resume", str(run)])
     assert resumed.exit_code == 0, resumed.output
-    assert "round 3: accuracy" in resumed.output and "kept 6 of 6" in resumed.output
+    assert "round 3 of 3: accuracy" in resumed.output and "kept 6 of 6" in resumed.output
 
 
 @pytest.mark.parametrize("selector, signal, calls_per_seed", [("llm-judge", "judge_score", 1), ("lion", "referee_gap", 2)])

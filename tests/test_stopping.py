@@ -11,10 +11,21 @@ import pytest
 from loopkit import stopping
 
 
+def _default_signals():
+    """A signal this process inherited as ignored (a `nohup` CI job ignores SIGHUP) stays ignored by design:
+    these tests need each one handled."""
+    for s in stopping.SIGNALS:
+        signal.signal(s, signal.SIG_DFL)
+
+
 @pytest.fixture(autouse=True)
 def _forget_the_stop():
+    inherited = {s: signal.getsignal(s) for s in stopping.SIGNALS}
+    _default_signals()
     yield
     stopping.reset()  # the next test starts with no stop requested
+    for s, handler in inherited.items():
+        signal.signal(s, handler)
 
 
 def test_the_first_signal_raises_keyboard_interrupt_with_its_exit_code():
@@ -75,7 +86,8 @@ with stopping.handling(grace=30):
         print("still stopping", stopping.exit_code())
 """
     env = {**os.environ, stopping.ARM_ENV: "1" if arm else ""}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60,
+                          preexec_fn=_default_signals)
     if arm:
         assert done.returncode == 0 and "still stopping 143" in done.stdout, done.stdout + done.stderr
     else:

@@ -51,6 +51,17 @@ RecipePath = Annotated[str, AfterValidator(in_recipe_folder)]
 LocalOrHub = Annotated[str, AfterValidator(local_in_recipe_folder)]
 
 
+def named_alone(value: Any, what: str, name: str, mapping: str) -> Any:
+    """A component given by its name alone (``selector: loss``) as the mapping it is short for (``{name: loss}``);
+    ValueError for anything but a name or a mapping, showing both forms (``name``, ``mapping``) of ``what``."""
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, dict):
+        kind = "null" if value is None else type(value).__name__
+        raise ValueError(f"write {what} as a name ({name}) or a mapping ({mapping}), not {kind}")
+    return value
+
+
 class Component:
     """A class registered under a kebab-case name, configured by its nested ``Params`` model."""
 

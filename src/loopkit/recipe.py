@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from loopkit.component import RECIPE_FOLDER, Component, format_validation_error
+from loopkit.component import RECIPE_FOLDER, Component, format_validation_error, named_alone
 from loopkit.secrets import refuse_literal_secrets, remember_recipe_secrets
 from loopkit.errors import LoopkitError, RecipeError
 from loopkit.files import MiB, name_problem, read_text, shown
@@ -43,12 +43,7 @@ class ComponentSpec(_Strict):
     @classmethod
     def _name_alone(cls, value: Any) -> Any:
         """``selector: loss`` is short for ``selector: {name: loss}``."""
-        if isinstance(value, str):
-            return {"name": value}
-        if not isinstance(value, dict):
-            raise ValueError(f"write a component as a name (loss) or a mapping ({{name: loss, params: {{...}}}}), "
-                             f"not {type(value).__name__}")
-        return value
+        return named_alone(value, "a component", "loss", "{name: loss, params: {...}}")
 
 
 class LoopSpec(_Strict):

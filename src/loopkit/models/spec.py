@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
-from loopkit.component import format_validation_error
+from loopkit.component import format_validation_error, named_alone
 from loopkit.errors import LoopkitError
 
 
@@ -21,12 +21,7 @@ class ModelSpec(BaseModel):
     @classmethod
     def _name_alone(cls, value: Any) -> Any:
         """``model: tiny`` is short for ``model: {name: tiny}``, as for the recipe's own components."""
-        if isinstance(value, str):
-            return {"name": value}
-        if not isinstance(value, dict):
-            raise ValueError(f"write a model as a name (tiny) or a mapping ({{name: hf, params: {{path: ...}}}}), "
-                             f"not {'null' if value is None else type(value).__name__}")
-        return value
+        return named_alone(value, "a model", "tiny", "{name: hf, params: {path: ...}}")
 
     @model_validator(mode="after")
     def _resolves(self, info: ValidationInfo) -> "ModelSpec":
