@@ -57,14 +57,14 @@ class RayArms(Arms):
             raise LoopkitError(f"--address {address}: no Ray cluster answers there ({exc}); start one with "
                                "`ray start --head` or leave --address out for a local instance") from None
         self.where = address or "a local Ray instance"
-        self.cpus, self.gpus = cpus, gpus
+        self.cpus_per_arm, self.gpus_per_arm = cpus, gpus
         self.threads = str(max(1, int(cpus)))  # each arm's torch threads: the CPUs Ray gave it
         self.task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_run_arm)
         self.refs: dict[str, Any] = {}
 
     def schedule(self, jobs: int, arms: int) -> tuple[int, str]:
         """Every arm is submitted at once; Ray runs as many as the cluster's resources allow."""
-        return arms, f"as Ray tasks on {self.where}, {self.cpus:g} CPU and {self.gpus:g} GPU each"
+        return arms, f"as Ray tasks on {self.where}, {self.cpus_per_arm:g} CPU and {self.gpus_per_arm:g} GPU each"
 
     def gpus(self) -> list[str]:
         """None to hand out: Ray gives each task its GPUs (--gpus-per-arm) and sets its CUDA_VISIBLE_DEVICES."""
