@@ -104,7 +104,9 @@ def _end(proc: subprocess.Popen) -> None:
 
 def _load_into(trainer: Any, start: Any, directory: Path) -> Any:
     """The trained student: the saved weights (or adapter) loaded into the start model the driver still holds."""
-    if (directory / "adapter_config.json").exists() and hasattr(start, "peft_config"):
+    from loopkit.trainers.trl_sft import is_peft_model
+
+    if (directory / "adapter_config.json").exists() and is_peft_model(start):
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 

@@ -253,7 +253,7 @@ class TRLSFTTrainer(Trainer):
 
         config = self.config(output_dir, seed)
         peft_config = None
-        if p.lora is not None and not _is_peft(model):  # retrain: continue goes on training the adapter it has
+        if p.lora is not None and not is_peft_model(model):  # retrain: continue goes on training the adapter it has
             from peft import LoraConfig
 
             peft_config = LoraConfig(
@@ -281,7 +281,7 @@ class TRLSFTTrainer(Trainer):
         }
 
 
-def _is_peft(model) -> bool:
+def is_peft_model(model) -> bool:
     from peft import PeftModel
 
     return isinstance(model, PeftModel)
