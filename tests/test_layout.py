@@ -16,7 +16,7 @@ LAYERS = [
     ("base", {"__init__", "errors", "files", "seeding", "secrets", "progress", "device", "hookspecs", "journal",
               "checkers", "records", "component", "stopping", "stats", "console"}),
     ("plugin host", {"registry", "plugins", "builtin", "environment"}),
-    ("components and the run directory", {"models", "tasks", "teachers", "selectors", "trainers", "inference",
+    ("components and the run directory", {"models", "tasks", "teachers", "selectors", "trainers", "inference", "student_engine",
                                           "reward_model", "rundir"}),
     ("what components make together", {"signals", "budget", "recipe", "evaluation"}),
     ("a run", {"prepare", "loop"}),

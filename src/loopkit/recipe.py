@@ -46,6 +46,18 @@ class ComponentSpec(_Strict):
         return named_alone(value, "a component", "loss", "{name: loss, params: {...}}")
 
 
+class VLLMStudentSpec(_Strict):
+    """The student's vLLM engine (``loop.engine: vllm``)."""
+
+    kv_cache_gib: float | None = Field(
+        None, gt=0, description="memory for the KV cache; default: gpu_memory_utilization of a GPU, or 2 GiB on a CPU")
+    gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="share of the GPU the engine takes while awake (training needs the rest)")
+    sleep: bool = Field(True, description="on a GPU, put the engine to sleep (vLLM sleep mode) while the student trains")
+    max_model_len: int | None = Field(None, ge=16, description="longest prompt + answer, in tokens; default: the model's")
+    engine: dict[str, Any] = Field(default_factory=dict, description="more vllm.LLM arguments, e.g. {tensor_parallel_size: 2}")
+
+
 class LoopSpec(_Strict):
     mode: Literal["active", "static", "static-matched"] = Field(
         "active", description="active: select, generate and train each round; static: the whole budget at once from "
@@ -57,6 +69,10 @@ class LoopSpec(_Strict):
         "base", description="each round trains from the base student (base) or from last round's (continue)")
     max_new_tokens: int = Field(32, ge=1, le=32768, description="student answer length when predicting and evaluating")
     batch_size: int = Field(64, ge=1, description="student batch size when predicting and scoring")
+    engine: Literal["hf", "vllm"] = Field(
+        "hf", description="what generates the student's answers (predict, evaluate): hf (transformers' generate, the "
+                          "reference) or vllm (a resident vLLM engine that follows the trained student; see loop.vllm)")
+    vllm: VLLMStudentSpec = Field(VLLMStudentSpec(), description="the student's vLLM engine, with loop.engine: vllm")
     score_offspring: bool = Field(
         False, description="also score each picked seed and its synthetic offspring by the student's own loss "
                            "(fidelity.jsonl, for loopkit report's fidelity analysis); costs a pass over 2m items")

@@ -73,7 +73,7 @@ class VLLMTeacher(LLMTeacher):
 
         engine = self._start()
         sampling = [SamplingParams(**p) for p in params]
-        outputs = engine.chat(prompts, sampling_params=sampling, use_tqdm=_reporting_bar(self.answered))
+        outputs = engine.chat(prompts, sampling_params=sampling, use_tqdm=reporting_bar(self.answered))
         return [
             Completion(o.outputs[0].text, prompt_tokens=len(o.prompt_token_ids or ()),
                        completion_tokens=len(o.outputs[0].token_ids))
@@ -81,7 +81,7 @@ class VLLMTeacher(LLMTeacher):
         ]
 
 
-def _reporting_bar(answered: Callable[[int], None]) -> Any:
+def reporting_bar(answered: Callable[[int], None]) -> Any:
     """A tqdm class for vLLM's ``use_tqdm``: it draws nothing and reports each finished request to ``answered``."""
     from tqdm import tqdm
 
