@@ -171,6 +171,18 @@ def test_a_component_whose_package_is_missing_says_needs_in_list_plugins_validat
     assert not (tmp_path / "runs").exists()
 
 
+def test_the_vllm_student_engine_without_vllm_says_needs_in_validate_and_run(write_recipe, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    checked = invoke("validate", str(write_recipe()), "--set", "loop.engine=vllm", env={"COLUMNS": "300"})
+    assert checked.exit_code == 0 and "loop.engine: 'vllm' needs vllm (pip install 'loopkit[vllm]'" in checked.output
+    refused = invoke("run", str(write_recipe()), "-o", str(tmp_path / "runs"), "--set", "loop.engine=vllm")
+    assert_one_line_error(refused, "loop.engine: 'vllm' needs vllm", "not installed here")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_recorded_command_line_masks_what_looks_like_a_secret(monkeypatch):
     from loopkit.secrets import masked_command, remember
 

@@ -82,8 +82,9 @@ class StudentEngine:
         # (not at other ids the model's generation config may list).
         sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True, stop_token_ids=[eos],
                                   logprobs=0 if logprobs else None, detokenize=False)
-        outputs = llm.generate([TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_ids], sampling,
-                               use_tqdm=reporting_bar(advance), lora_request=self._lora)
+        with _engine_failures():
+            outputs = llm.generate([TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_ids], sampling,
+                                   use_tqdm=reporting_bar(advance), lora_request=self._lora)
         results = []
         for out in outputs:
             answer = out.outputs[0]
@@ -101,8 +102,10 @@ class StudentEngine:
 
         eos = self.tokenizer.eos_token_id
         sampling = SamplingParams(temperature=0.0, max_tokens=1, allowed_token_ids=[eos], logprobs=0, detokenize=False)
-        outputs = self._ready().generate([TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_ids], sampling,
-                                         use_tqdm=False, lora_request=self._lora)
+        llm = self._ready()
+        with _engine_failures():
+            outputs = llm.generate([TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_ids], sampling,
+                                   use_tqdm=False, lora_request=self._lora)
         return [out.outputs[0].logprobs[0][eos].logprob for out in outputs]
 
     @contextmanager
@@ -138,10 +141,11 @@ class StudentEngine:
     def _ready(self) -> Any:
         """The engine, started and holding the pending student's weights."""
         model, self._pending = self._pending, None
-        if self._llm is None:
-            self._start(model)
-        elif model is not None:
-            self._sync(model)
+        with _engine_failures():
+            if self._llm is None:
+                self._start(model)
+            elif model is not None:
+                self._sync(model)
         return self._llm
 
     def _start(self, model: Any) -> None:
@@ -232,6 +236,21 @@ class VLLMInference(Inference):
                 nll[i] = np.append(nll[i], np.float32(-logprob))  # the EOS term of an answer cut at the limit
             stats = [AnswerStats(n) for n in nll]
         return [(texts[i], len(encoded[i]), len(tokens), stats[i]) for i, (tokens, _) in enumerate(generated)]
+
+
+@contextmanager
+def _engine_failures() -> Iterator[None]:
+    """vLLM's failures (its engine's root cause is in the log it printed) as one line that says what to do."""
+    try:
+        yield
+    except (LoopkitError, OSError):  # ours already say what to do; a full disk is the run's to report
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise LoopkitError(
+            f"loop.engine: vllm: the student's vLLM engine failed ({type(exc).__name__}: {first}); vLLM's log above "
+            "says why (its CPU build, for one, takes no attention heads under 32 dimensions, hidden_size / heads); "
+            "fix that, or set loop.engine: hf") from exc
 
 
 def _write_weights(model: Any, directory: Path) -> None:
