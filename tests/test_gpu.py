@@ -26,3 +26,16 @@ def test_two_gpus_train_each_round_under_accelerate_launch(tmp_path):
     for t in (1, 2):
         assert result.run_dir.metrics(t)["train"]["steps"] >= 1 and (result.run_dir.train_dir(t) / "launch" / "output.log").exists()
     assert len(result.accuracies) == 3
+
+
+@pytest.mark.parametrize("trainer", [[], ["trainer.params.lora={r: 8}"]], ids=["full", "lora"])
+def test_the_vllm_student_engine_sleeps_while_the_student_trains_and_answers_as_the_hf_path(tmp_path, trainer):
+    pytest.importorskip("vllm")
+    # heads of 64 dimensions; the tiny student keeps float32 weights (bf16 is autocast in training)
+    student = ["student.params={hidden_size: 128, layers: 1, heads: 2, intermediate_size: 128}", "loop.retrain=continue"]
+    hf = run_recipe(tmp_path / "hf", *student, *trainer)
+    on_vllm = run_recipe(tmp_path / "vllm", *student, *trainer, "loop.engine=vllm")
+    assert on_vllm.accuracies == hf.accuracies
+    for t in (1, 2):
+        assert on_vllm.run_dir.selected(t) == hf.run_dir.selected(t)
+        assert on_vllm.run_dir.metrics(t)["train"]["steps"] > 0  # it trained on the GPU the sleeping engine freed

@@ -108,6 +108,26 @@ def finished(tmp_path_factory):
     return run
 
 
+def test_a_run_made_before_a_recipe_field_existed_resumes_and_grows(finished, tmp_path):
+    import shutil
+
+    import yaml
+
+    from loopkit.rundir import RunDir
+
+    run = tmp_path / finished.name
+    shutil.copytree(finished, run)
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    del recipe["loop"]["engine"], recipe["loop"]["vllm"]  # as the loopkit before them wrote it
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["recipe_fingerprint"] = RunDir(run).recipe_fingerprint()
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    result = invoke("run", "--resume", run, "--set", "budget.samples=null", "--set", "loop.rounds=3")
+    assert result.exit_code == 0, result.output
+    assert RunDir(run).last_round() == 3
+
+
 @pytest.mark.parametrize("change, field", [(["loop.rounds=1"], "loop.rounds differs"),
                                            (["budget.samples=6"], "budget.samples differs"),
                                            (["budget.samples=null", "trainer.params.epochs=2"], "trainer.params.epochs differs"),

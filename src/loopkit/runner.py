@@ -284,7 +284,7 @@ def growth_rule() -> str:
 def check_resumable_recipe(resolved: ResolvedRecipe, run_dir: Path) -> dict[str, list]:
     """A run continues only under the recipe that started it (seed, data and components included), grown at
     most as ``GROWABLE`` allows. Returns the growth: {field: [old, new]} ({} for the same recipe)."""
-    stored = RunDir(run_dir).recipe()
+    stored = _as_this_version_reads_it(RunDir(run_dir).recipe())
     current = resolved.resolved_dict()
     changes = _differences(stored, current)
     mode = (current.get("loop") or {}).get("mode")
@@ -297,6 +297,19 @@ def check_resumable_recipe(resolved: ResolvedRecipe, run_dir: Path) -> dict[str,
             "or start a new run"
         )
     return changes
+
+
+def _as_this_version_reads_it(stored: dict) -> dict:
+    """A run's stored recipe with the defaults of fields this loopkit has and the one that wrote it lacked: a field
+    added since the run started is no change (its default is what the run did), so an upgrade never stops a resume.
+    (As stored, if this version cannot read it: the comparison then names what differs.)"""
+    from loopkit.plugins import registry
+    from loopkit.recipe import parse_recipe
+
+    try:
+        return parse_recipe(stored, "the run's recipe.yaml", registry()).resolved_dict()
+    except LoopkitError:
+        return stored
 
 
 def _differences(a, b, path: str = "") -> dict[str, list]:

@@ -170,8 +170,8 @@ class StudentEngine:
             options["enable_sleep_mode"] = True
         if self._lora_rank is not None:
             options.update(enable_lora=True, max_lora_rank=_lora_slot(self._lora_rank))
-        self._llm = LLM(model=str(self._directory / "model"), skip_tokenizer_init=True, dtype=_dtype(weights), seed=0,
-                        max_model_len=spec.max_model_len, **options, **spec.engine)
+        options.update(dtype=_dtype(weights), seed=0, max_model_len=spec.max_model_len)
+        self._llm = LLM(model=str(self._directory / "model"), skip_tokenizer_init=True, **{**options, **spec.engine})
         if lora:
             self._sync(model)
 
