@@ -62,7 +62,13 @@ def _leaves_out_model_tests(config) -> bool:
     except ImportError:
         return False
     expression = config.option.markexpr
-    return bool(expression) and not Expression.compile(expression).evaluate(lambda name, **kwargs: name == "model")
+    if not expression:
+        return False
+    compiled = Expression.compile(expression)
+    # A heavy test is marked `model` and maybe a tier (`vllm`, `slow`, ...): `-m vllm` must still collect it, so the
+    # model tests are left out only if the expression refuses `model` whatever the other markers are.
+    with_model = lambda others: compiled.evaluate(lambda name, **kwargs: name == "model" or others)  # noqa: E731
+    return not (with_model(True) or with_model(False))
 
 
 def pytest_ignore_collect(collection_path, config):
