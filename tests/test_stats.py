@@ -183,3 +183,25 @@ def test_trl_sft_records_the_tokens_it_trained_on(tmp_path):
     assert max(lengths) > 30 > min(lengths)  # two examples are cut to max_length
     assert metrics["tokens"] == 2 * sum(min(n, 30) for n in lengths)
     assert metrics["steps"] == 4 and metrics["train_seconds"] > 0  # 2 batches per epoch
+
+
+def test_the_preregistered_decisions_follow_holm_and_the_outcome_rules():
+    import importlib.util
+    import sys
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("preregistered", ROOT / "benchmarks" / "preregistered.py")
+    script = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    auc = lambda mean, high, p: {"n": 8, "mean": mean, "ci95": [mean - 0.01, high], "p": p}  # noqa: E731
+    report = {"paired": [{"arm": "loss", "baseline": "static", "auc": auc(0.10, 0.12, 0.0078)},
+                         {"arm": "loss", "baseline": "static-matched", "auc": auc(0.005, 0.015, 0.30)},
+                         {"arm": "loss", "baseline": "random", "auc": auc(0.03, 0.06, 0.03)},
+                         {"arm": "entropy", "baseline": "random", "auc": auc(-0.05, -0.01, 0.0078)}]}
+    got = {(r["contrast"], r["outcome"]) for r in script.decisions(report)}
+    assert got == {("loss − static", "supported"),  # 0.0078 x 3 < 0.05
+                   ("loss − static-matched", "refuted"),  # upper end +1.5 points < +2
+                   ("loss − random", "inconclusive"),  # p 0.03 is 0.06 after Holm (second smallest of 3: x 2)
+                   ("entropy − random", "reversed"), ("badge − random", "not tested")}
