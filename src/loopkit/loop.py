@@ -247,9 +247,7 @@ class Loop:
         loop = self.recipe.loop
         if loop.engine == "vllm":
             if self.engine is None:
-                lora = getattr(getattr(self.trainer, "params", None), "lora", None)  # trl-sft's; the engine must take adapters
-                self.engine = StudentEngine(loop.vllm, self.tokenizer, self.prepared.fresh_student,
-                                            None if lora is None else lora.r)
+                self.engine = StudentEngine(loop.vllm, self.tokenizer, self.prepared.fresh_student, self.trainer.adapter_rank)
             return VLLMInference(self.engine, model, self.tokenizer, loop.batch_size, loop.max_new_tokens)
         return Inference(model, self.tokenizer, loop.batch_size, loop.max_new_tokens)
 

@@ -9,7 +9,6 @@ share it, so they refuse the same recipes and plan the same rounds.
 from __future__ import annotations
 
 import importlib.util
-
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any

@@ -226,12 +226,13 @@ class VLLMInference(Inference):
         eos, limit = self.tokenizer.eos_token_id, self.max_new_tokens
         encoded = self._encode([self.render(p) for p in prompts])
         generated = self.engine.generate(encoded, limit, score is not None, advance)
-        answers = [tokens[:-1] if tokens and tokens[-1] == eos else tokens for tokens, _ in generated]
+        ended = [bool(tokens) and tokens[-1] == eos for tokens, _ in generated]  # else cut at the limit
+        answers = [tokens[:-1] if end else tokens for (tokens, _), end in zip(generated, ended)]
         texts = self.tokenizer.batch_decode(answers, skip_special_tokens=True) if answers else []
         stats: list[AnswerStats | None] = [None] * len(prompts)
         if score is not None:
             nll = [-np.asarray(values, dtype=np.float32) for _, values in generated]
-            cut = [i for i, (tokens, _) in enumerate(generated) if not tokens or tokens[-1] != eos]
+            cut = [i for i, end in enumerate(ended) if not end]
             for i, logprob in zip(cut, self.engine.eos_logprobs([encoded[i] + answers[i] for i in cut])):
                 nll[i] = np.append(nll[i], np.float32(-logprob))  # the EOS term of an answer cut at the limit
             stats = [AnswerStats(n) for n in nll]

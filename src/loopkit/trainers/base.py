@@ -35,6 +35,12 @@ class Trainer(Component):
         round 0 (``what="seed"``), as the synthetic data will be like them."""
         return []
 
+    @property
+    def adapter_rank(self) -> int | None:
+        """The rank of the LoRA adapters this trainer trains, or None if it trains every weight (an engine that
+        serves the student, ``loop.engine: vllm``, must be made ready for adapters of that rank)."""
+        return None
+
     def save(self, model: Any, tokenizer: Any, directory: Path) -> None:
         """Write the trained student (full weights, or the adapter for LoRA) in HF format."""
         model.save_pretrained(directory)

@@ -213,6 +213,10 @@ class TRLSFTTrainer(Trainer):
                     f"(prompt + answer); training cuts their answers off (max_length {max(totals):,} keeps them whole)"]
         return []
 
+    @property
+    def adapter_rank(self) -> int | None:
+        return None if self.params.lora is None else self.params.lora.r
+
     def train(self, model, tokenizer, prompts, completions, output_dir: Path, seed: int, stage: Stage):
         from loopkit.inference import token_lengths
 
