@@ -184,9 +184,9 @@ def within_group_spearman(groups: list[tuple[list[float], list[float]]]) -> dict
     """Spearman's ρ inside groups, pooled: x and y are ranked within each group (of ≥ 3 pairs with variation
     in both), the ranks centred, and the centred ranks correlated over all groups; so differences between
     groups (a round's student scoring everything lower) cannot make a correlation. ``p``: two-sided, for
-    shuffling y within each group: the share of 10,000 such shuffles (fixed random seed) at least as far
-    from 0, up to 1,000 pairs; beyond, the normal approximation (that distribution's exact mean 0 and
-    variance), which is then close and costs nothing. None without such a group."""
+    shuffling y within each group. Up to 1,000 pairs, the share of 10,000 such shuffles (fixed random seed;
+    the observed order counted as one) at least as far from 0; beyond, the normal approximation (that
+    distribution's exact mean 0 and variance), which is then close and costs nothing. None without a group."""
     usable = [(_ranks(np.asarray(x, float)), _ranks(np.asarray(y, float))) for x, y in groups if len(x) >= 3]
     usable = [(rx - rx.mean(), ry - ry.mean()) for rx, ry in usable if rx.std() > 0 and ry.std() > 0]
     if not usable:
@@ -197,7 +197,7 @@ def within_group_spearman(groups: list[tuple[list[float], list[float]]]) -> dict
     if pairs <= 1000:  # a shuffle keeps every norm: only sum(rx·ry) changes
         rng = np.random.default_rng(0)
         shuffled = sum(rng.permuted(np.tile(ry, (10_000, 1)), axis=1) @ rx for rx, ry in usable)
-        p = float(np.mean(np.abs(shuffled) >= abs(products) - 1e-9))
+        p = (1 + int(np.sum(np.abs(shuffled) >= abs(products) - 1e-9))) / (1 + 10_000)  # never 0 from a sample
     else:  # under a shuffle within its group, rx·ry has mean 0 and variance |rx|²|ry|²/(n-1)
         spread = math.sqrt(sum(float(rx @ rx) * float(ry @ ry) / (len(rx) - 1) for rx, ry in usable))
         p = math.erfc(abs(products) / spread / math.sqrt(2))
