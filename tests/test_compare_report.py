@@ -1,12 +1,14 @@
 """loopkit compare (arms as parallel processes, resumable) and loopkit report (mean ± SE, AUC, N(τ), plots, fidelity)."""
 
+import itertools
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from loopkit.cli import build_app
-from loopkit.report import auc, n_to_reach, spearman
+from loopkit.report import auc, n_to_reach, spearman, within_group_spearman
 
 
 def invoke(*args):
@@ -30,6 +32,32 @@ def test_curve_metrics_on_known_curves():
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_fidelity_within_rounds_ignores_differences_between_rounds_and_its_p_matches_the_exact_shuffle():
+    rng = np.random.default_rng(0)
+    # Round 2's student scores everything higher: pooled, that alone correlates seed and offspring losses.
+    rounds = [([1, 2, 3, 4, 5], [3, 1, 4, 5, 2]), ([11, 12, 13, 14, 15], [14, 12, 11, 13, 15])]
+    assert spearman(rounds[0][0] + rounds[1][0], rounds[0][1] + rounds[1][1]) == pytest.approx(0.818, abs=1e-3)
+    within = within_group_spearman(rounds)
+    assert within["rho"] == pytest.approx(0.25) and within["groups"] == 2 and within["pairs"] == 10  # (0.3 + 0.2) / 2
+    # its p against every one of the 5! x 5! shuffles within the two rounds
+    centred = [np.arange(5.0) - 2 for _ in rounds]
+    ranks_y = [np.argsort(np.argsort(y)) - 2.0 for _, y in rounds]
+    observed = sum(x @ y for x, y in zip(centred, ranks_y))
+    sums = [centred[0] @ ranks_y[0][list(a)] + centred[1] @ ranks_y[1][list(b)]
+            for a in itertools.permutations(range(5)) for b in itertools.permutations(range(5))]
+    exact = np.mean(np.abs(sums) >= abs(observed) - 1e-9)
+    assert within["p"] == pytest.approx(exact, abs=0.015)
+    # beyond 1,000 pairs, the normal approximation to the same shuffles
+    x = rng.normal(size=(12, 100))
+    big = within_group_spearman([(a, a + 4 * rng.normal(size=100)) for a in x])
+    assert big["pairs"] == 1200 and 0.1 < big["rho"] < 0.4 and big["p"] < 0.01
+    assert within_group_spearman([([1, 2, 3, 4], [2, 4, 6, 8])] * 3)["rho"] == pytest.approx(1.0)
+    assert within_group_spearman([([1, 2, 3, 4], [2, 4, 6, 8])] * 3)["p"] < 0.01
+    assert within_group_spearman([([1, 2], [1, 2]), ([1, 1, 1], [1, 2, 3])]) is None  # too small, or no variation
+    unrelated = within_group_spearman([(rng.normal(size=50), rng.normal(size=50)) for _ in range(20)])
+    assert abs(unrelated["rho"]) < 0.1 and unrelated["p"] > 0.05
 
 
 def test_compare_runs_every_arm_then_a_rerun_skips_them_and_report_summarises(write_recipe, tmp_path):

@@ -262,7 +262,7 @@ def test_a_one_round_loop_completes_and_the_key_is_in_no_file_of_the_run(server,
         "run", str(write_recipe()), "-o", str(out), "--set", "loop.rounds=1", "--set", "teacher.name=litellm",
         "--set", "teacher.params.model=openai/test-model", "--set", f"teacher.params.api_base={server.url}",
         "--set", f"teacher.params.api_key_env={KEY_ENV}", "--set", "teacher.params.backoff=0.01",
-        "--set", "teacher.params.timeout=5",
+        "--set", "teacher.params.timeout=5", "--set", "loop.score_offspring=true",
     ])
     assert result.exit_code == 0, result.output
     assert KEY not in result.output
@@ -270,6 +270,11 @@ def test_a_one_round_loop_completes_and_the_key_is_in_no_file_of_the_run(server,
     dropped = [json.loads(line) for line in (run / "round-001" / "dropped.jsonl").read_text().splitlines()]
     assert sum(d["reason"].startswith("no final answer") for d in dropped) == 2
     assert len((run / "round-001" / "synthetic.jsonl").read_text().splitlines()) == 6 - len(dropped)
+    # the fidelity pass scores every question the teacher wrote: the student's own loss needs no teacher answer
+    fidelity = [json.loads(line) for line in (run / "round-001" / "fidelity.jsonl").read_text().splitlines()]
+    assert len(fidelity) == 6 - sum(d["question"] is None for d in dropped)
+    assert sum(not f["kept"] for f in fidelity) == sum(d["question"] is not None for d in dropped) >= 2
+    assert all(f["offspring_own_loss"] > 0 and f["seed_own_loss"] > 0 for f in fidelity)
     journal = Journal(run / FILENAME)
     assert journal.count() == 12 and journal.count(errors=True) == 0  # a question and an answer per seed
     assert server.requests == 12 + 3

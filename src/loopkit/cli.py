@@ -442,9 +442,12 @@ def build_app() -> typer.Typer:
         f = data["fidelity"]
         if f["available"]:
             fmt = lambda x: "n/a" if x is None else f"{x:+.2f}"  # noqa: E731
-            console.print(f"fidelity (Spearman, own loss of seed vs offspring): per item {fmt(f['per_item_spearman'])} "
-                          f"over {f['pairs']} pairs; data-set level (medians) {fmt(f['dataset_level_spearman'])} over "
-                          f"{f['groups']} run-rounds", highlight=False)
+            within = f.get("within_round_spearman")
+            inside = (f"within run-rounds {within['rho']:+.2f} (p {within['p']:.3f}, {within['pairs']} pairs in "
+                      f"{within['groups']} run-rounds); " if within else "within run-rounds n/a; ")
+            console.print(f"fidelity (Spearman, own loss of seed vs offspring question): {inside}pooled "
+                          f"{fmt(f['per_item_spearman'])} over {f['pairs']} pairs ({f['kept_pairs']} kept); data-set "
+                          f"level (medians) {fmt(f['dataset_level_spearman'])} over {f['groups']} run-rounds", highlight=False)
         console.print(f"wrote {out / 'report.json'} and {', '.join(p.name for p in pngs)}", highlight=False, markup=False)
 
     @app.command("list-plugins")

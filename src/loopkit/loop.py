@@ -271,11 +271,13 @@ class Loop:
                 generations += self._teacher_calls(stage, len(chunk) * per_sample, self.teacher.generate, chunk, t,
                                                    derive_seed(self.recipe.seed, "generate", start))
                 self._report_spend(sum(g.calls for g in generations))
-        new, dropped = [], []
+        new, dropped, rewritten = [], [], []
         reasons: Counter[str] = Counter()
         for g in generations:
             self.teacher_calls += g.calls
             reason = g.dropped or self._duplicate(g.sample)
+            if g.sample is not None:
+                rewritten.append((g.sample, reason is None))
             if reason is None:
                 new.append(of_subtask(g.sample, g.seed.subtask))
                 self.known_questions.add(normalize_question(g.sample.question))
@@ -286,9 +288,9 @@ class Loop:
             times["generate"] = time.monotonic() - clock
         self.run_dir.write_synthetic(t, new)
         self.run_dir.write_dropped(t, dropped)
-        if self.recipe.loop.score_offspring and new:
+        if self.recipe.loop.score_offspring and rewritten:
             clock = time.monotonic()
-            self.run_dir.write_fidelity(t, self._fidelity(t, new))
+            self.run_dir.write_fidelity(t, self._fidelity(t, rewritten))
             times["fidelity"] = time.monotonic() - clock
         self.synthetic.extend(new)
 
@@ -317,17 +319,20 @@ class Loop:
         share = planned.train_share
         return self.synthetic if share is None else self.synthetic[: len(self.synthetic) * share.numerator // share.denominator]
 
-    def _fidelity(self, t: int, offspring: list[Sample]) -> list[dict]:
-        """Each kept offspring's own loss beside its seed's, both under the student that picked the seed."""
+    def _fidelity(self, t: int, rewritten: list[tuple[Sample, bool]]) -> list[dict]:
+        """Each offspring's own loss beside its seed's, both under the student that picked the seed; every
+        question the teacher wrote counts, also one dropped (an answer without a readable final, a duplicate),
+        since the student's own loss needs no teacher answer; ``kept`` says which were kept."""
         by_id = {s.id: s for s in self.data.pool}
+        offspring = [o for o, _ in rewritten]
         seeds = [by_id[o.seed_id] for o in offspring]
         items = seeds + offspring
         with self._stage(t, "fidelity", 2 * len(items)) as stage:
             answers, own = predict(self.student, self.task, items, frozenset({"own_loss"}), stage.advance)
             loss = student_signals(self.student, self.task, items, answers, frozenset({"own_loss"}), own=own)["own_loss"]
         n = len(offspring)
-        return [{"seed_id": s.id, "offspring_id": o.id, "seed_own_loss": float(loss[i]), "offspring_own_loss": float(loss[n + i])}
-                for i, (s, o) in enumerate(zip(seeds, offspring))]
+        return [{"seed_id": s.id, "offspring_id": o.id, "kept": kept, "seed_own_loss": float(loss[i]),
+                 "offspring_own_loss": float(loss[n + i])} for i, (s, (o, kept)) in enumerate(zip(seeds, rewritten))]
 
     def _write_summary(self, rows: list[RoundRow] | None = None) -> None:
         self.run_dir.write_summary(self.recipe.name, self.recipe.loop.mode, self.rows if rows is None else rows, self.stopped)

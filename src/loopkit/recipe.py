@@ -74,8 +74,9 @@ class LoopSpec(_Strict):
                           "reference) or vllm (a resident vLLM engine that follows the trained student; see loop.vllm)")
     vllm: VLLMStudentSpec = Field(VLLMStudentSpec(), description="the student's vLLM engine, with loop.engine: vllm")
     score_offspring: bool = Field(
-        False, description="also score each picked seed and its synthetic offspring by the student's own loss "
-                           "(fidelity.jsonl, for loopkit report's fidelity analysis); costs a pass over 2m items")
+        False, description="also score each picked seed and the question the teacher wrote from it (kept or "
+                           "dropped) by the student's own loss (fidelity.jsonl, for loopkit report's fidelity "
+                           "analysis); costs a pass over 2m items")
     stop_after_empty_rounds: int = Field(
         2, ge=0, description="stop the run (keeping its complete rounds) when this many rounds in a row kept none of "
                              "their samples (every one dropped); 0: never stop for that")

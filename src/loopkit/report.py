@@ -180,14 +180,35 @@ def spearman(x: list[float], y: list[float]) -> float | None:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
+def within_group_spearman(groups: list[tuple[list[float], list[float]]]) -> dict[str, Any] | None:
+    """Spearman's ρ inside groups, pooled: x and y are ranked within each group (of ≥ 3 pairs with variation
+    in both), the ranks centred, and the centred ranks correlated over all groups; so differences between
+    groups (a round's student scoring everything lower) cannot make a correlation. ``p``: two-sided, for
+    shuffling y within each group. Up to 1,000 pairs, the share of 10,000 such shuffles (fixed random seed;
+    the observed order counted as one) at least as far from 0; beyond, the normal approximation (that
+    distribution's exact mean 0 and variance), which is then close and costs nothing. None without a group."""
+    usable = [(_ranks(np.asarray(x, float)), _ranks(np.asarray(y, float))) for x, y in groups if len(x) >= 3]
+    usable = [(rx - rx.mean(), ry - ry.mean()) for rx, ry in usable if rx.std() > 0 and ry.std() > 0]
+    if not usable:
+        return None
+    products = sum(float(rx @ ry) for rx, ry in usable)
+    norm = math.sqrt(sum(float(rx @ rx) for rx, _ in usable) * sum(float(ry @ ry) for _, ry in usable))
+    pairs = sum(len(rx) for rx, _ in usable)
+    if pairs <= 1000:  # a shuffle keeps every norm: only sum(rx·ry) changes
+        rng = np.random.default_rng(0)
+        shuffled = sum(rng.permuted(np.tile(ry, (10_000, 1)), axis=1) @ rx for rx, ry in usable)
+        p = (1 + int(np.sum(np.abs(shuffled) >= abs(products) - 1e-9))) / (1 + 10_000)  # never 0 from a sample
+    else:  # under a shuffle within its group, rx·ry has mean 0 and variance |rx|²|ry|²/(n-1)
+        spread = math.sqrt(sum(float(rx @ rx) * float(ry @ ry) / (len(rx) - 1) for rx, ry in usable))
+        p = math.erfc(abs(products) / spread / math.sqrt(2))
+    return {"rho": products / norm, "p": p, "groups": len(usable), "pairs": pairs}
+
+
 def _ranks(values: np.ndarray) -> np.ndarray:
-    order = values.argsort(kind="stable")
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(len(values), dtype=float)
-    for v in np.unique(values):  # ties share their mean rank
-        tied = values == v
-        ranks[tied] = ranks[tied].mean()
-    return ranks
+    """0-based ranks; ties share their mean rank."""
+    _, tie_group, counts = np.unique(values, return_inverse=True, return_counts=True)
+    first = np.concatenate(([0], np.cumsum(counts)[:-1]))  # the rank where each tie group starts
+    return (first + (counts - 1) / 2)[tie_group]
 
 
 def mean_se(values: list[float]) -> dict[str, Any]:
@@ -327,7 +348,10 @@ def _fidelity(runs: list[Run]) -> dict[str, Any]:
         "available": True,
         "signal": "own_loss",
         "pairs": len(pairs),
+        "kept_pairs": sum(p.get("kept", True) for p in pairs),  # runs before `kept` was recorded scored kept ones only
         "per_item_spearman": spearman([p["seed_own_loss"] for p in pairs], [p["offspring_own_loss"] for p in pairs]),
+        "within_round_spearman": within_group_spearman(
+            [([p["seed_own_loss"] for p in g], [p["offspring_own_loss"] for p in g]) for g in groups.values()]),
         "dataset_level_spearman": spearman(seed_medians, offspring_medians),
         "groups": len(groups),
     }
