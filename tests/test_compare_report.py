@@ -82,7 +82,10 @@ def test_compare_runs_every_arm_then_a_rerun_skips_them_and_report_summarises(wr
                           ("random", "static-matched"), ("static-matched", "static")}
     assert pairs[("loss", "random")]["final_accuracy"]["seeds"] == [3, 4]
     assert "paired differences" in result.output and report["budget"] == 6
-    assert report["fidelity"]["available"] and report["fidelity"]["pairs"] > 0
+    fidelity = report["fidelity"]
+    assert fidelity["available"] and fidelity["pairs"] == fidelity["kept_pairs"] + sum(
+        json.loads(line)["question"] is not None for p in cmp.glob("*/round-001/dropped.jsonl") for line in p.read_text().splitlines())
+    assert {"within_round_spearman", "within_round_subtask_spearman"} <= set(fidelity) and "fidelity (Spearman" in result.output
     assert (cmp / "accuracy_vs_samples.png").stat().st_size > 1000 and (cmp / "accuracy_vs_teacher_calls.png").exists()
 
     again = invoke(*args)  # resumable: every finished arm is skipped

@@ -442,9 +442,12 @@ def build_app() -> typer.Typer:
         f = data["fidelity"]
         if f["available"]:
             fmt = lambda x: "n/a" if x is None else f"{x:+.2f}"  # noqa: E731
-            within = f.get("within_round_spearman")
-            inside = (f"within run-rounds {within['rho']:+.2f} (p {within['p']:.3f}, {within['pairs']} pairs in "
-                      f"{within['groups']} run-rounds); " if within else "within run-rounds n/a; ")
+            def within(key: str, groups: str) -> str:
+                w = f.get(key)
+                return (f"within {groups} {w['rho']:+.2f} (p {w['p']:.2g}, {w['pairs']} pairs in {w['groups']} groups); "
+                        if w else f"within {groups} n/a; ")
+            inside = within("within_round_spearman", "run-rounds") + (
+                within("within_round_subtask_spearman", "run-rounds and sub-tasks") if f.get("within_round_subtask_spearman") else "")
             console.print(f"fidelity (Spearman, own loss of seed vs offspring question): {inside}pooled "
                           f"{fmt(f['per_item_spearman'])} over {f['pairs']} pairs ({f['kept_pairs']} kept); data-set "
                           f"level (medians) {fmt(f['dataset_level_spearman'])} over {f['groups']} run-rounds", highlight=False)

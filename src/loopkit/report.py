@@ -20,7 +20,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -101,13 +101,20 @@ def _read_run(path: Path) -> Run:
     name = Path(source).stem if isinstance(source, str) and source else str(recipe.get("name", path.name))
     if run.has_round(0):
         rows = [row.to_json() for row in run.rows()]
-        fidelity = [{**row, "round": t} for t in range(len(rows)) for row in run.fidelity(t)]
+        fidelity = [pair for t in range(len(rows)) for pair in _fidelity_pairs(run, t)]
         trains = [run.metrics(t).get("train") for t in range(1, len(rows))]
         training, final_loss = _training(trains), _final_loss(trains)
     else:  # summary.json alone: a run copied without its round directories
         rows, fidelity, training = [row.to_json() for row in run.summary_rows()], [], dict.fromkeys(TRAINING)
         final_loss = None
     return Run(path, arm, seed, task, rows, fidelity, budget, name, training, final_loss)
+
+
+def _fidelity_pairs(run: RunDir, t: int) -> list[dict]:
+    """Round t's fidelity rows, each with its round and its seed's sub-task (from selected.jsonl; None without)."""
+    rows = run.fidelity(t)
+    subtask = {s.get("id"): s.get("subtask") for s in run.selected(t)} if rows else {}
+    return [{**row, "round": t, "subtask": subtask.get(row["seed_id"])} for row in rows]
 
 
 def _final_loss(rounds: list[Any]) -> float | None:
@@ -338,23 +345,36 @@ def _fidelity(runs: list[Run]) -> dict[str, Any]:
     pairs = [p for r in runs for p in r.fidelity]
     if not pairs:
         return {"available": False, "why": "no fidelity.jsonl: run with loop.score_offspring: true"}
-    groups: dict[tuple, list[dict]] = {}
-    for r in runs:
-        for p in r.fidelity:
-            groups.setdefault((str(r.path), p["round"]), []).append(p)
-    seed_medians = [float(np.median([p["seed_own_loss"] for p in g])) for g in groups.values()]
-    offspring_medians = [float(np.median([p["offspring_own_loss"] for p in g])) for g in groups.values()]
+    rounds = _fidelity_groups(runs, lambda p: p["round"])
+    seed_medians = [float(np.median([p["seed_own_loss"] for p in g])) for g in rounds]
+    offspring_medians = [float(np.median([p["offspring_own_loss"] for p in g])) for g in rounds]
+    has_subtasks = any(p["subtask"] is not None for p in pairs)
     return {
         "available": True,
         "signal": "own_loss",
         "pairs": len(pairs),
         "kept_pairs": sum(p.get("kept", True) for p in pairs),  # runs before `kept` was recorded scored kept ones only
         "per_item_spearman": spearman([p["seed_own_loss"] for p in pairs], [p["offspring_own_loss"] for p in pairs]),
-        "within_round_spearman": within_group_spearman(
-            [([p["seed_own_loss"] for p in g], [p["offspring_own_loss"] for p in g]) for g in groups.values()]),
+        "within_round_spearman": _within(rounds),
+        # a seed's sub-task alone can carry its difficulty to the offspring (a procedural teacher keeps it by design)
+        "within_round_subtask_spearman": _within(_fidelity_groups(runs, lambda p: (p["round"], p["subtask"])))
+                                         if has_subtasks else None,
         "dataset_level_spearman": spearman(seed_medians, offspring_medians),
-        "groups": len(groups),
+        "groups": len(rounds),
     }
+
+
+def _fidelity_groups(runs: list[Run], key: Callable[[dict], Any]) -> list[list[dict]]:
+    """The fidelity pairs grouped by run and ``key``."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        for p in r.fidelity:
+            groups.setdefault((str(r.path), key(p)), []).append(p)
+    return list(groups.values())
+
+
+def _within(groups: list[list[dict]]) -> dict[str, Any] | None:
+    return within_group_spearman([([p["seed_own_loss"] for p in g], [p["offspring_own_loss"] for p in g]) for g in groups])
 
 
 def plot(report: dict[str, Any], directory: Path) -> list[Path]:

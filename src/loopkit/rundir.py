@@ -554,6 +554,8 @@ class RunDir:
         for n, row in enumerate(rows, 1):
             if not all(_is_number(row.get(k)) for k in ("seed_own_loss", "offspring_own_loss")):
                 raise self.damaged(path, f"row {n} lacks seed_own_loss / offspring_own_loss numbers")
+            if not isinstance(row.get("seed_id"), str):
+                raise self.damaged(path, f"row {n} has no seed_id")
         return rows
 
     def check_journal(self) -> None:
