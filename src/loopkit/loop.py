@@ -40,7 +40,7 @@ from loopkit.records import RoundRow, Sample, normalize_question, of_subtask, wi
 from loopkit.rundir import RunDir
 from loopkit.seeding import derive_seed
 from loopkit.selectors.base import Selection
-from loopkit.signals import VECTORS, named_reward_model, needs_answers, predict, student_signals, teacher_signals
+from loopkit.signals import VECTORS, named_reward_model, needs_answers, own_losses, predict, student_signals, teacher_signals
 from loopkit.student_engine import StudentEngine, VLLMInference
 from loopkit.trainers.base import Trainer
 
@@ -328,8 +328,7 @@ class Loop:
         seeds = [by_id[o.seed_id] for o in offspring]
         items = seeds + offspring
         with self._stage(t, "fidelity", 2 * len(items)) as stage:
-            answers, own = predict(self.student, self.task, items, frozenset({"own_loss"}), stage.advance)
-            loss = student_signals(self.student, self.task, items, answers, frozenset({"own_loss"}), own=own)["own_loss"]
+            loss = own_losses(self.student, self.task, items, stage.advance)
         n = len(offspring)
         return [{"seed_id": s.id, "offspring_id": o.id, "kept": kept, "seed_own_loss": float(loss[i]),
                  "offspring_own_loss": float(loss[n + i])} for i, (s, (o, kept)) in enumerate(zip(seeds, rewritten))]

@@ -79,6 +79,13 @@ def predict(student: Inference, task: Task, pool: list[Sample], needs: frozenset
     return student.generate(prompts, advance), None
 
 
+def own_losses(student: Inference, task: Task, items: list[Sample], advance: Advance = _noop) -> np.ndarray:
+    """The student's own loss on each item's question (the mean NLL of its greedy answer, then EOS), from one
+    generation pass; needs no reference answer."""
+    answers, own = predict(student, task, items, frozenset({"own_loss"}), advance)
+    return student_signals(student, task, items, answers, frozenset({"own_loss"}), own=own)["own_loss"]
+
+
 def student_signals(student: Inference, task: Task, pool: list[Sample], answers: list[str] | None,
                     needs: frozenset[str], advance: Advance = _noop, reward_model: Any = None,
                     own: list[AnswerStats] | None = None) -> dict[str, Any]:
